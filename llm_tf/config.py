@@ -1,0 +1,314 @@
+"""One configuration object per concern, and presets that name all three.
+
+* :class:`ModelConfig` — the architecture (what `TransformerLM` is built from).
+* :class:`DataConfig`  — where text comes from, how it is tokenized and batched.
+* :class:`TrainConfig` — optimizer, schedule, loop cadence, precision.
+
+They are frozen dataclasses: printable, comparable, and written to `config.json`
+next to every checkpoint so that any run can be reproduced and any checkpoint
+reloaded from its directory alone. Each validates itself when made and raises a
+`ValueError` that names the field and echoes the value it received.
+
+A *preset* names a model **and** the data and training settings it is meant to be
+trained with (as nanoGPT's `config/train_shakespeare_char.py` does), so
+`llm-tf train --preset tiny` reproduces nanoGPT's CPU "baby GPT" run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from typing import Any, Mapping, Optional
+
+NORM_PLACEMENTS = ("pre", "post")
+POSITION_ENCODINGS = ("learned", "sinusoidal", "rope")
+ACTIVATIONS = ("gelu", "relu")
+SCHEDULES = ("cosine", "noam", "constant")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+TOKENIZERS = ("char", "byte", "wordpiece", "sentencepiece")
+
+
+def _require(condition: bool, field: str, value: Any, expectation: str) -> None:
+    if not condition:
+        raise ValueError(f"`{field}` must be {expectation}. Received: {field}={value!r}")
+
+
+def _positive_int(field: str, value: Any) -> None:
+    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+             field, value, "a positive integer")
+
+
+def _non_negative_int(field: str, value: Any) -> None:
+    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+             field, value, "a non-negative integer")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _dropout(field: str, value: Any) -> None:
+    _require(_number(value) and 0.0 <= value < 1.0, field, value, "a rate in [0, 1)")
+
+
+def _choice(field: str, value: Any, choices: tuple) -> None:
+    _require(value in choices, field, value, f"one of {', '.join(map(repr, choices))}")
+
+
+class _Config:
+    """Shared behaviour: dict/JSON round trip with helpful errors on unknown keys."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]):
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            hints = "; ".join(
+                f"{k!r} (did you mean {', '.join(difflib.get_close_matches(k, names)) or 'none'}?)"
+                for k in unknown)
+            raise ValueError(f"Unknown {cls.__name__} field(s): {hints}. Known fields: {names}")
+        return cls(**values)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Config):
+    """Architecture of a decoder-only language model (`TransformerLM`).
+
+    Attributes:
+        vocab_size: V, number of token ids (set from the tokenizer when training).
+        d_model: D, width of the residual stream.
+        num_heads: H, attention heads; D must be divisible by H (Dh = D / H).
+        num_layers: number of decoder blocks.
+        dff: hidden width of each feed-forward network.
+        max_length: the context: longest sequence the model accepts (and the
+            size of its key/value cache).
+        dropout: dropout rate on attention weights, sublayer outputs and embeddings.
+        norm_placement: "pre" (LayerNorm before each sublayer; stable, GPT-2) or
+            "post" (after the residual sum; the paper and the design document).
+        position_encoding: "learned" (GPT-2), "sinusoidal" (the paper) or
+            "rope" (rotary, applied to queries and keys).
+        tie_embeddings: compute logits with the transposed token embedding.
+        use_bias: biases in Dense layers and LayerNorm (nanoGPT's `bias`).
+        activation: feed-forward activation, "gelu" or "relu".
+        layer_norm_epsilon: LayerNorm epsilon.
+        scale_embeddings: multiply token embeddings by sqrt(D) (the paper does;
+            needed when fixed sinusoidal positions would otherwise dominate).
+    """
+
+    vocab_size: int = 10000
+    d_model: int = 512
+    num_heads: int = 8
+    num_layers: int = 6
+    dff: int = 2048
+    max_length: int = 512
+    dropout: float = 0.1
+    norm_placement: str = "pre"
+    position_encoding: str = "learned"
+    tie_embeddings: bool = True
+    use_bias: bool = True
+    activation: str = "gelu"
+    layer_norm_epsilon: float = 1e-5
+    scale_embeddings: bool = False
+
+    def __post_init__(self):
+        for name in ("vocab_size", "d_model", "num_heads", "num_layers", "dff", "max_length"):
+            _positive_int(name, getattr(self, name))
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                "`d_model` must be divisible by `num_heads`. "
+                f"Received: d_model={self.d_model}, num_heads={self.num_heads}")
+        _dropout("dropout", self.dropout)
+        _choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        _choice("position_encoding", self.position_encoding, POSITION_ENCODINGS)
+        _choice("activation", self.activation, ACTIVATIONS)
+        _require(_number(self.layer_norm_epsilon) and self.layer_norm_epsilon > 0,
+                 "layer_norm_epsilon", self.layer_norm_epsilon, "a positive number")
+        if self.position_encoding == "rope" and (self.d_model // self.num_heads) % 2:
+            raise ValueError(
+                "Rotary position encoding needs an even head width d_model / num_heads. "
+                f"Received: d_model={self.d_model}, num_heads={self.num_heads}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Config):
+    """Where text comes from and how it becomes batches of token ids.
+
+    Attributes:
+        source: "builtin" (CPython's bundled documentation, offline everywhere),
+            a file, directory or glob of UTF-8 text, or "tfds:NAME[:split]".
+        tokenizer: "char", "byte", "wordpiece" or "sentencepiece".
+        vocab_size: target vocabulary for learned subword tokenizers
+            (WordPiece, SentencePiece); char and byte ignore it.
+        context_length: T, tokens per training window (must not exceed the
+            model's `max_length`).
+        batch_size: B, windows per global batch (summed over replicas).
+        val_fraction: share of the token stream held out for validation (taken
+            from the end of the stream, as nanoGPT splits tiny Shakespeare).
+        seed: shuffle seed.
+    """
+
+    source: str = "builtin"
+    tokenizer: str = "char"
+    vocab_size: int = 8000
+    context_length: int = 64
+    batch_size: int = 12
+    val_fraction: float = 0.1
+    seed: int = 1337
+
+    def __post_init__(self):
+        _require(isinstance(self.source, str) and self.source != "", "source", self.source,
+                 "a non-empty string")
+        _choice("tokenizer", self.tokenizer, TOKENIZERS)
+        for name in ("vocab_size", "context_length", "batch_size"):
+            _positive_int(name, getattr(self, name))
+        _require(_number(self.val_fraction) and 0.0 < self.val_fraction < 1.0,
+                 "val_fraction", self.val_fraction, "a share in (0, 1)")
+        _non_negative_int("seed", self.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_Config):
+    """Optimizer, learning-rate schedule, loop cadence and numerics.
+
+    Attributes:
+        steps: optimizer steps in the run.
+        learning_rate: peak learning rate (ignored by the "noam" schedule,
+            which derives it from d_model and warmup_steps).
+        min_learning_rate: floor of the cosine decay.
+        warmup_steps: linear warm-up steps.
+        schedule: "cosine" (warm-up, then cosine to `min_learning_rate` at
+            `steps`), "noam" (the paper: d_model^-0.5 * min(step^-0.5,
+            step * warmup^-1.5)) or "constant" (after warm-up).
+        beta1, beta2, epsilon: AdamW moments (nanoGPT: 0.9, 0.99; PyTorch eps).
+        weight_decay: decoupled weight decay, not applied to norms and biases.
+        clip_norm: global gradient-norm clip; 0 disables clipping.
+        log_interval: log every N steps.
+        eval_interval: evaluate, sample and checkpoint every M steps.
+        eval_batches: validation batches per evaluation; 0 = the whole split.
+        keep_checkpoints: how many recent checkpoints to keep (plus the best).
+        sample_length: tokens in the sample printed at each evaluation.
+        seed: seed for initialisation and dropout.
+        precision: "float32", "mixed_bfloat16" or "mixed_float16".
+        jit_compile: compile the train step with XLA.
+    """
+
+    steps: int = 2000
+    learning_rate: float = 1e-3
+    min_learning_rate: float = 1e-4
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    beta1: float = 0.9
+    beta2: float = 0.99
+    epsilon: float = 1e-8
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    log_interval: int = 50
+    eval_interval: int = 250
+    eval_batches: int = 0
+    keep_checkpoints: int = 3
+    sample_length: int = 200
+    seed: int = 1337
+    precision: str = "float32"
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "log_interval", "eval_interval", "keep_checkpoints"):
+            _positive_int(name, getattr(self, name))
+        for name in ("warmup_steps", "eval_batches", "sample_length", "seed"):
+            _non_negative_int(name, getattr(self, name))
+        for name in ("learning_rate", "epsilon"):
+            _require(_number(getattr(self, name)) and getattr(self, name) > 0, name,
+                     getattr(self, name), "a positive number")
+        for name in ("min_learning_rate", "weight_decay", "clip_norm"):
+            _require(_number(getattr(self, name)) and getattr(self, name) >= 0, name,
+                     getattr(self, name), "a non-negative number")
+        for name in ("beta1", "beta2"):
+            _require(_number(getattr(self, name)) and 0 <= getattr(self, name) < 1, name,
+                     getattr(self, name), "in [0, 1)")
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("precision", self.precision, PRECISIONS)
+        if self.schedule == "noam" and self.warmup_steps == 0:
+            raise ValueError("The 'noam' schedule needs `warmup_steps` > 0. "
+                             f"Received: warmup_steps={self.warmup_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named model with the data and training settings it is meant for."""
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    # nanoGPT's CPU "baby GPT" (README, "I only have a macbook"): 0.8 M parameters,
+    # character-level tiny Shakespeare, 2000 steps.
+    "tiny": Preset(
+        model=ModelConfig(vocab_size=69, d_model=128, num_heads=4, num_layers=4, dff=512,
+                          max_length=64, dropout=0.0, use_bias=False),
+        data=DataConfig(tokenizer="char", context_length=64, batch_size=12),
+        train=TrainConfig(steps=2000, learning_rate=1e-3, min_learning_rate=1e-4,
+                          warmup_steps=100, beta2=0.99, weight_decay=0.1, clip_norm=1.0,
+                          eval_interval=250),
+        description="nanoGPT's CPU baby GPT: 4 layers, 4 heads, d_model 128, context 64"),
+    # nanoGPT's config/train_shakespeare_char.py: 10.7 M parameters, for a GPU.
+    "small": Preset(
+        model=ModelConfig(vocab_size=69, d_model=384, num_heads=6, num_layers=6, dff=1536,
+                          max_length=256, dropout=0.2, use_bias=False),
+        data=DataConfig(tokenizer="char", context_length=256, batch_size=64),
+        train=TrainConfig(steps=5000, learning_rate=1e-3, min_learning_rate=1e-4,
+                          warmup_steps=100, beta2=0.99, weight_decay=0.1, clip_norm=1.0,
+                          eval_interval=250),
+        description="nanoGPT's shakespeare_char: 6 layers, 6 heads, d_model 384, context 256"),
+    # The design document's §5.1 hyper-parameters: the paper's base model with
+    # sinusoidal positions, post-LN and the paper's learning-rate schedule.
+    "seed": Preset(
+        model=ModelConfig(vocab_size=10000, d_model=512, num_heads=8, num_layers=6, dff=2048,
+                          max_length=512, dropout=0.1, norm_placement="post",
+                          position_encoding="sinusoidal", activation="relu",
+                          scale_embeddings=True, tie_embeddings=True, use_bias=True),
+        data=DataConfig(tokenizer="wordpiece", vocab_size=10000, context_length=128,
+                        batch_size=32),
+        train=TrainConfig(steps=100000, schedule="noam", warmup_steps=4000, beta1=0.9,
+                          beta2=0.98, epsilon=1e-9, weight_decay=0.0, clip_norm=1.0,
+                          eval_interval=1000),
+        description="the design document's model: vocab 10000, d_model 512, 8 heads, "
+                    "6 layers, dff 2048"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Returns the preset called `name`, or raises a `ValueError` listing the known ones."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(str(name), PRESETS)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown preset {name!r}.{hint} Known presets: {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def model_config_from_preset(name: str, **overrides: Any) -> ModelConfig:
+    """The `ModelConfig` of preset `name` with `overrides` applied (names checked)."""
+    return ModelConfig.from_dict({**get_preset(name).model.to_dict(), **overrides})
+
+
+def describe_difference(expected: _Config, found: _Config) -> list[str]:
+    """Fields whose values differ, as 'name: expected X, found Y' strings."""
+    mine, theirs = expected.to_dict(), found.to_dict()
+    return [f"{k}: expected {mine[k]!r}, found {theirs.get(k)!r}"
+            for k in mine if mine[k] != theirs.get(k)]

@@ -1,0 +1,35 @@
+"""llm_tf: Transformer language models in TensorFlow/Keras, from self-attention to SavedModel."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def requirements():
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [l.strip() for l in lines if l.strip() and not l.startswith("#") and "pytest" not in l]
+
+
+setup(
+    name="llm_tf",
+    version="0.1.0",
+    description="A TensorFlow/Keras reference implementation of Transformer language models: "
+                "layers, pre-training, cached generation and SavedModel export.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["llm_tf", "llm_tf.*"]),
+    install_requires=requirements(),
+    extras_require={
+        "test": ["pytest>=8.0", "nbmake>=1.5", "matplotlib>=3.8", "ipykernel>=6.0"],
+        "notebooks": ["jupyter", "matplotlib>=3.8", "ipykernel>=6.0"],
+    },
+    entry_points={"console_scripts": ["llm-tf=llm_tf.cli:main"]},
+    license="Apache-2.0",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -19,7 +19,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
+
+from llm_tf._validation import (check_choice, check_divisible, check_non_negative,
+                                check_positive, check_rate, is_number, require)
 
 NORM_PLACEMENTS = ("pre", "post")
 POSITION_ENCODINGS = ("learned", "sinusoidal", "rope")
@@ -27,33 +30,6 @@ ACTIVATIONS = ("gelu", "relu")
 SCHEDULES = ("cosine", "noam", "constant")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TOKENIZERS = ("char", "byte", "wordpiece", "sentencepiece")
-
-
-def _require(condition: bool, field: str, value: Any, expectation: str) -> None:
-    if not condition:
-        raise ValueError(f"`{field}` must be {expectation}. Received: {field}={value!r}")
-
-
-def _positive_int(field: str, value: Any) -> None:
-    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-             field, value, "a positive integer")
-
-
-def _non_negative_int(field: str, value: Any) -> None:
-    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-             field, value, "a non-negative integer")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _dropout(field: str, value: Any) -> None:
-    _require(_number(value) and 0.0 <= value < 1.0, field, value, "a rate in [0, 1)")
-
-
-def _choice(field: str, value: Any, choices: tuple) -> None:
-    _require(value in choices, field, value, f"one of {', '.join(map(repr, choices))}")
 
 
 class _Config:
@@ -122,16 +98,13 @@ class ModelConfig(_Config):
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "num_heads", "num_layers", "dff", "max_length"):
-            _positive_int(name, getattr(self, name))
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                "`d_model` must be divisible by `num_heads`. "
-                f"Received: d_model={self.d_model}, num_heads={self.num_heads}")
-        _dropout("dropout", self.dropout)
-        _choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
-        _choice("position_encoding", self.position_encoding, POSITION_ENCODINGS)
-        _choice("activation", self.activation, ACTIVATIONS)
-        _require(_number(self.layer_norm_epsilon) and self.layer_norm_epsilon > 0,
+            check_positive(name, getattr(self, name))
+        check_divisible(self.d_model, self.num_heads)
+        check_rate("dropout", self.dropout)
+        check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        check_choice("position_encoding", self.position_encoding, POSITION_ENCODINGS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        require(is_number(self.layer_norm_epsilon) and self.layer_norm_epsilon > 0,
                  "layer_norm_epsilon", self.layer_norm_epsilon, "a positive number")
         if self.position_encoding == "rope" and (self.d_model // self.num_heads) % 2:
             raise ValueError(
@@ -170,14 +143,14 @@ class DataConfig(_Config):
     seed: int = 1337
 
     def __post_init__(self):
-        _require(isinstance(self.source, str) and self.source != "", "source", self.source,
+        require(isinstance(self.source, str) and self.source != "", "source", self.source,
                  "a non-empty string")
-        _choice("tokenizer", self.tokenizer, TOKENIZERS)
+        check_choice("tokenizer", self.tokenizer, TOKENIZERS)
         for name in ("vocab_size", "context_length", "batch_size"):
-            _positive_int(name, getattr(self, name))
-        _require(_number(self.val_fraction) and 0.0 < self.val_fraction < 1.0,
+            check_positive(name, getattr(self, name))
+        require(is_number(self.val_fraction) and 0.0 < self.val_fraction < 1.0,
                  "val_fraction", self.val_fraction, "a share in (0, 1)")
-        _non_negative_int("seed", self.seed)
+        check_non_negative("seed", self.seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,20 +200,20 @@ class TrainConfig(_Config):
 
     def __post_init__(self):
         for name in ("steps", "log_interval", "eval_interval", "keep_checkpoints"):
-            _positive_int(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("warmup_steps", "eval_batches", "sample_length", "seed"):
-            _non_negative_int(name, getattr(self, name))
+            check_non_negative(name, getattr(self, name))
         for name in ("learning_rate", "epsilon"):
-            _require(_number(getattr(self, name)) and getattr(self, name) > 0, name,
+            require(is_number(getattr(self, name)) and getattr(self, name) > 0, name,
                      getattr(self, name), "a positive number")
         for name in ("min_learning_rate", "weight_decay", "clip_norm"):
-            _require(_number(getattr(self, name)) and getattr(self, name) >= 0, name,
+            require(is_number(getattr(self, name)) and getattr(self, name) >= 0, name,
                      getattr(self, name), "a non-negative number")
         for name in ("beta1", "beta2"):
-            _require(_number(getattr(self, name)) and 0 <= getattr(self, name) < 1, name,
+            require(is_number(getattr(self, name)) and 0 <= getattr(self, name) < 1, name,
                      getattr(self, name), "in [0, 1)")
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
         if self.schedule == "noam" and self.warmup_steps == 0:
             raise ValueError("The 'noam' schedule needs `warmup_steps` > 0. "
                              f"Received: warmup_steps={self.warmup_steps}")

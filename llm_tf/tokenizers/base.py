@@ -1,0 +1,214 @@
+"""The interface every tokenizer shares, and the special ids they all agree on.
+
+A tokenizer is a `tf.Module` whose state is TensorFlow constants and resources
+only, so that `encode`/`decode` are plain TF ops: they run eagerly, inside a
+`tf.function`, inside `tf.data.Dataset.map`, and inside a SavedModel that is
+loaded by a process which imports only `tensorflow` and `tensorflow_text`
+(design document: "tokenizer (tensorflow-text ops: in-graph, so it can be
+exported)").
+
+Special ids are the same for every kind, so that the model, the trainer and the
+decode loop never need to ask which tokenizer was used:
+PAD=0, UNK=1, BOS=2, EOS=3; the vocabulary proper starts at id 4.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable, Iterator
+
+import tensorflow as tf
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
+NUM_SPECIAL = len(SPECIAL_TOKENS)
+# What UNK decodes to: U+FFFD REPLACEMENT CHARACTER, the Unicode way to say
+# "a character was here that could not be represented".
+UNK_TEXT = "\ufffd"
+CONFIG_FILE = "tokenizer.json"
+FORMAT_VERSION = 1
+
+
+def iter_texts(text_source: Any) -> Iterator[str]:
+    """Yields the Python strings of `text_source`, streaming where it can.
+
+    Accepted: a `str` (the text itself, not a path), an object with an
+    `iter_text()` method (an `llm_tf.data.Corpus`), a `tf.data.Dataset` of
+    scalar strings, or any iterable of `str`/`bytes`.
+    """
+    if isinstance(text_source, str):
+        yield text_source
+    elif hasattr(text_source, "iter_text"):
+        yield from text_source.iter_text()
+    elif isinstance(text_source, tf.data.Dataset):
+        for value in text_source.as_numpy_iterator():
+            yield value.decode("utf-8", errors="replace")
+    elif isinstance(text_source, Iterable):
+        for value in text_source:
+            yield value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+    else:
+        raise ValueError("`text_source` must be a str, a Corpus, a tf.data.Dataset of strings "
+                         f"or an iterable of str. Received: {type(text_source).__name__}")
+
+
+def iter_lines(text_source: Any, max_chars: int | None = None) -> Iterator[str]:
+    """Yields the lines (without their line ends) of `text_source`, at most `max_chars` chars."""
+    seen = 0
+    for text in iter_texts(text_source):
+        for line in text.splitlines():
+            if max_chars is not None and seen >= max_chars:
+                return
+            seen += len(line) + 1
+            yield line
+
+
+class Tokenizer(tf.Module):
+    """Text <-> token ids, as TensorFlow ops.
+
+    Subclasses implement `_encode_batch` (strings [B] -> ragged ids [B, (n)]),
+    `_decode_batch` (ragged ids [B, (n)] without PAD/BOS/EOS -> strings [B]),
+    `_settings`/`_save_assets` and `_from_directory`. Everything shape- and
+    special-id-related lives here, once.
+
+    Attributes:
+        kind: "char", "byte", "wordpiece" or "sentencepiece".
+        vocab_size: V, a Python int; ids are in [0, V).
+        pad_id, unk_id, bos_id, eos_id: 0, 1, 2, 3 for every tokenizer.
+    """
+
+    kind = ""
+    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+
+    def __init__(self, vocab_size: int, name: str | None = None):
+        super().__init__(name=name or f"{self.kind}_tokenizer")
+        self._vocab_size = int(vocab_size)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+    # --- text -> ids ---------------------------------------------------------
+
+    def encode(self, texts, add_bos: bool = False, add_eos: bool = False):
+        """Token ids of `texts`.
+
+        Args:
+            texts: a scalar string -> returns int32 ids of shape (n,);
+                or strings of shape (B,) -> returns an int32 `tf.RaggedTensor` (B, (n)).
+            add_bos: prepend BOS to each sequence.
+            add_eos: append EOS to each sequence.
+        """
+        texts = tf.convert_to_tensor(texts, dtype=tf.string)
+        rank = texts.shape.rank
+        if rank == 0:
+            return self.encode(texts[tf.newaxis], add_bos, add_eos)[0]  # (n,)
+        if rank != 1:
+            raise ValueError("`texts` must be a scalar string or a 1-D tensor of strings. "
+                             f"Received: texts with shape {texts.shape}")
+        ids = tf.cast(self._encode_batch(texts), tf.int32)  # (B, (n))
+        rows = ids.nrows()
+        if add_bos:
+            bos = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], BOS_ID))
+            ids = tf.concat([bos, ids], axis=1)
+        if add_eos:
+            eos = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], EOS_ID))
+            ids = tf.concat([ids, eos], axis=1)
+        return ids
+
+    # --- ids -> text ---------------------------------------------------------
+
+    def decode(self, ids):
+        """Text of `ids`; PAD, BOS and EOS are dropped, UNK becomes U+FFFD.
+
+        Args:
+            ids: int ids of shape (n,) -> returns a scalar string;
+                (B, N) dense or (B, (n)) ragged -> returns strings (B,).
+                Ids outside [0, V) are treated as UNK.
+        """
+        if isinstance(ids, tf.RaggedTensor):
+            if ids.shape.rank != 2:
+                raise ValueError(f"ragged `ids` must have rank 2. Received: shape {ids.shape}")
+            ragged = ids
+        else:
+            ids = tf.convert_to_tensor(ids)
+            if ids.shape.rank == 1:
+                return self.decode(ids[tf.newaxis])[0]  # scalar
+            if ids.shape.rank != 2:
+                raise ValueError("`ids` must have shape (n,), (B, N) or be ragged (B, (n)). "
+                                 f"Received: shape {ids.shape}")
+            ragged = tf.RaggedTensor.from_tensor(ids)
+        ragged = tf.cast(ragged, tf.int32)
+        flat = ragged.flat_values
+        flat = tf.where((flat < 0) | (flat >= self.vocab_size), UNK_ID, flat)
+        ragged = ragged.with_flat_values(flat)
+        keep = (ragged != PAD_ID) & (ragged != BOS_ID) & (ragged != EOS_ID)
+        return self._decode_batch(tf.ragged.boolean_mask(ragged, keep))
+
+    # --- persistence ---------------------------------------------------------
+
+    def save(self, directory: str | os.PathLike) -> str:
+        """Writes `tokenizer.json` plus this kind's plain asset files into `directory`."""
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        assets = self._save_assets(directory)
+        config = {"kind": self.kind, "format_version": FORMAT_VERSION,
+                  "vocab_size": self.vocab_size,
+                  "special_tokens": dict(zip(SPECIAL_TOKENS, range(NUM_SPECIAL))),
+                  "assets": assets, **self._settings()}
+        with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        return directory
+
+    def _settings(self) -> dict:
+        return {}
+
+    def _save_assets(self, directory: str) -> list[str]:
+        return []
+
+    @classmethod
+    def _from_directory(cls, directory: str, config: dict) -> "Tokenizer":
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Tokenizer":
+        """Rebuilds the tokenizer saved in `directory` (of whatever kind it was)."""
+        from llm_tf.tokenizers import load_tokenizer
+        return load_tokenizer(directory)
+
+    # --- for subclasses ------------------------------------------------------
+
+    def _encode_batch(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        raise NotImplementedError
+
+    def _decode_batch(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        raise NotImplementedError
+
+
+def read_config(directory: str | os.PathLike) -> dict:
+    """The parsed `tokenizer.json` of `directory`, with errors that name the file."""
+    path = os.path.join(os.fspath(directory), CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No tokenizer saved in {os.fspath(directory)!r}: {path!r} does "
+                                "not exist (write one with `tokenizer.save(directory)`).")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path!r} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or "kind" not in config:
+        raise ValueError(f"{path!r} does not describe a tokenizer (no 'kind' key).")
+    return config
+
+
+def check_vocab_size(vocab_size: Any, minimum: int, kind: str, why: str) -> None:
+    """Raises a `ValueError` naming `vocab_size` if it is not an int >= `minimum`."""
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        raise ValueError(f"`vocab_size` must be an integer. Received: vocab_size={vocab_size!r}")
+    if vocab_size < minimum:
+        raise ValueError(f"`vocab_size` is too small for the {kind} tokenizer: it needs at least "
+                         f"{minimum} ({why}). Received: vocab_size={vocab_size}")

@@ -1,0 +1,331 @@
+"""Corpora by name or path, streamed as lines.
+
+`load_corpus(source)` understands three kinds of source:
+
+* ``"builtin"`` — the English reference documentation that ships inside
+  CPython (`pydoc_data.topics`, ~465 KB): works offline on any machine with
+  Python, so every example and test has real English text to train on.
+* a path — a UTF-8 text file, a directory (every non-hidden file under it,
+  recursively, in sorted order) or a glob such as ``"books/**/*.txt"``.
+  Files are streamed line by line with `tf.data.TextLineDataset`; a multi-GB
+  corpus is never one Python string.
+* ``"tfds:NAME[:SPLIT]"`` — any TFDS dataset with a text feature, e.g.
+  ``"tfds:tiny_shakespeare"``. Without a split, all splits are concatenated
+  (train, validation, test first), which for tiny Shakespeare is the whole
+  play text in its original order.
+
+Every corpus yields newline-terminated lines (or documents), so character- and
+byte-level tokenizers see the text exactly as written, line ends included;
+CRLF line ends are read as LF. TFDS documents that do not end in a newline get
+one, so documents never run into each other (for tiny Shakespeare this adds
+two newlines, at the split boundaries, to 1,115,394 characters).
+
+UTF-8 policy: ``errors="strict"`` (default) refuses a file that is not valid
+UTF-8 with a `DataError` naming the file, the line and the byte offset;
+``errors="replace"`` decodes invalid bytes as U+FFFD instead.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob as globlib
+import os
+import socket
+from typing import Callable, Iterator, Optional, Sequence
+
+import tensorflow as tf
+
+BUILTIN = "builtin"
+TFDS_PREFIX = "tfds:"
+ERROR_POLICIES = ("strict", "replace")
+# Host and port that a TFDS download would need (TFDS's own storage bucket).
+NETWORK_PROBE_ADDRESS = ("storage.googleapis.com", 443)
+NETWORK_PROBE_TIMEOUT = 3.0
+_READ_BLOCK = 1 << 22  # 4 MiB: bounded memory when validating or reading big files
+
+
+class DataError(ValueError):
+    """A corpus or data setting is unusable; the message names the file or argument."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A corpus path does not exist (both a `DataError` and a `FileNotFoundError`)."""
+
+
+class Corpus:
+    """Text that can be streamed, as TF lines or as Python strings.
+
+    Attributes:
+        source: the source string it was loaded from (for messages and configs).
+        lines_per_batch: how many `lines()` elements to tokenize per op call
+            (large for short lines, small for whole documents).
+    """
+
+    source: str = ""
+    lines_per_batch: int = 256
+
+    def lines(self) -> tf.data.Dataset:
+        """Scalar `tf.string` elements, each one line (or document) ending in "\\n"."""
+        raise NotImplementedError
+
+    def iter_text(self) -> Iterator[str]:
+        """Python strings (chunks of whole lines), in corpus order."""
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Raises a `DataError` naming the culprit if the text cannot be read."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r})"
+
+
+class TextCorpus(Corpus):
+    """A corpus held in memory as one Python string (the built-in corpus, tests)."""
+
+    def __init__(self, text: str, source: str = "<text>"):
+        if not isinstance(text, str):
+            raise DataError(f"TextCorpus needs a str. Received: {type(text).__name__}")
+        if not text:
+            raise DataError(f"The corpus {source!r} is empty.")
+        self.text, self.source = text, source
+
+    def lines(self):
+        return tf.data.Dataset.from_tensor_slices(self.text.splitlines(keepends=True))
+
+    def iter_text(self):
+        yield self.text
+
+
+def builtin_text() -> str:
+    """CPython's `pydoc_data.topics`: the language reference topics, sorted by name.
+
+    `help("if")` shows these; they are the Python documentation (PSF License),
+    ~465 KB of English prose and code, present wherever Python is.
+    """
+    from pydoc_data import topics
+    return "".join(topics.topics[name] for name in sorted(topics.topics))
+
+
+class FileCorpus(Corpus):
+    """UTF-8 text files, streamed line by line in the order given."""
+
+    def __init__(self, files: Sequence[str], source: str, errors: str = "strict"):
+        self.files, self.source, self.errors = list(files), source, errors
+        self._validated = errors == "replace"
+
+    def lines(self):
+        lines = tf.data.TextLineDataset(self.files)  # strips "\n" (and a "\r" before it)
+        if self.errors == "replace":
+            lines = lines.map(lambda line: tf.strings.unicode_transcode(
+                line, "UTF-8", "UTF-8", errors="replace"))
+        return lines.map(lambda line: line + "\n")
+
+    def iter_text(self):
+        for path in self.files:
+            with open(path, encoding="utf-8", errors=self.errors, newline=None) as f:
+                try:
+                    while True:
+                        chunk = f.read(_READ_BLOCK) + f.readline()  # end on a line boundary
+                        if not chunk:
+                            break
+                        yield chunk
+                except UnicodeDecodeError:
+                    self._raise_invalid_utf8(path)
+
+    def validate(self):
+        """Checks every file is UTF-8, in 4 MiB blocks (about 1 s per GB)."""
+        if self._validated:
+            return
+        for path in self.files:
+            decoder = codecs.getincrementaldecoder("utf-8")("strict")
+            with open(path, "rb") as f:
+                try:
+                    while block := f.read(_READ_BLOCK):
+                        decoder.decode(block)
+                    decoder.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    self._raise_invalid_utf8(path)
+        self._validated = True
+
+    @staticmethod
+    def _raise_invalid_utf8(path: str):
+        # Find the first bad byte again, so the message can say where it is.
+        offset, line = 0, 1
+        decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        with open(path, "rb") as f:
+            while block := f.read(_READ_BLOCK):
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as e:
+                    start = max(0, e.start)
+                    prefix = block[:start]
+                    offset += start
+                    line += prefix.count(b"\n")
+                    break
+                offset += len(block)
+                line += block.count(b"\n")
+        raise DataError(
+            f"{path!r} is not valid UTF-8 (first bad byte at offset {offset}, line {line}). "
+            "Convert it to UTF-8, or pass errors='replace' to read invalid bytes as U+FFFD."
+        ) from None
+
+
+def _resolve_files(source: str) -> list[str]:
+    """The files a path, directory or glob names (sorted), with clear errors."""
+    path = os.path.expanduser(source)
+    if any(ch in path for ch in "*?["):
+        files = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
+        if not files:
+            raise DataFileNotFoundError(f"The glob `source`={source!r} matches no files.")
+    elif os.path.isdir(path):
+        files = []
+        for root, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            files += [os.path.join(root, n) for n in sorted(names) if not n.startswith(".")]
+        if not files:
+            raise DataError(f"The directory `source`={source!r} holds no files.")
+    elif os.path.isfile(path):
+        if os.path.getsize(path) == 0:
+            raise DataError(f"The corpus file {source!r} is empty.")
+        return [path]
+    else:
+        raise DataFileNotFoundError(
+            f"No such file or directory: `source`={source!r}. Give a UTF-8 text file, a "
+            f"directory or a glob of them, {BUILTIN!r}, or 'tfds:NAME[:SPLIT]'.")
+    non_empty = [f for f in files if os.path.getsize(f) > 0]
+    if not non_empty:
+        raise DataError(f"Every file of `source`={source!r} is empty: {files[:5]}")
+    return non_empty  # empty files among others add nothing, so they are skipped
+
+
+# --- TFDS -------------------------------------------------------------------
+
+def network_available(address: tuple[str, int] = NETWORK_PROBE_ADDRESS,
+                      timeout: float = NETWORK_PROBE_TIMEOUT) -> bool:
+    """True if a TCP connection to `address` opens within `timeout` seconds."""
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class TfdsCorpus(Corpus):
+    """The text feature of a TFDS dataset, one document per element."""
+
+    lines_per_batch = 16
+
+    def __init__(self, dataset: tf.data.Dataset, feature: str, source: str,
+                 errors: str = "strict"):
+        self.dataset, self.feature, self.source, self.errors = dataset, feature, source, errors
+
+    def lines(self):
+        feature = self.feature
+
+        def document(example):
+            text = example[feature]
+            if self.errors == "replace":
+                text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+            ends_with_newline = tf.strings.substr(text, -1, 1) == "\n"
+            return tf.where(ends_with_newline | (tf.strings.length(text) == 0), text, text + "\n")
+
+        return self.dataset.map(document)
+
+    def iter_text(self):
+        for i, value in enumerate(self.lines().as_numpy_iterator()):
+            try:
+                yield value.decode("utf-8", errors=self.errors)
+            except UnicodeDecodeError as e:
+                raise DataError(f"Document {i} of {self.source!r} is not valid UTF-8 ({e}). "
+                                "Pass errors='replace' to read invalid bytes as U+FFFD.") from None
+
+
+def _load_tfds(source: str, errors: str, data_dir: Optional[str],
+               network_probe: Callable[[], bool], text_feature: Optional[str]) -> TfdsCorpus:
+    spec = source[len(TFDS_PREFIX):]
+    name, _, split = spec.partition(":")
+    if not name:
+        raise DataError(f"`source`={source!r} names no dataset; write 'tfds:NAME[:SPLIT]', "
+                        "e.g. 'tfds:tiny_shakespeare'.")
+    import tensorflow_datasets as tfds
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # DatasetNotFoundError and friends: say which source, briefly
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"TFDS cannot find the dataset of `source`={source!r}: {first_line}"
+                        ) from None
+    if not builder.is_prepared():
+        # A plain tfds.load retries a download for minutes when offline; ask first.
+        if not network_probe():
+            raise DataError(
+                f"`source`={source!r}: the dataset is not in the TFDS data directory "
+                f"({builder.data_dir}) and the network is unreachable, so it cannot be "
+                "downloaded. Use local text instead (--data PATH, a file, directory or glob), "
+                f"{BUILTIN!r}, or prepare the dataset on a machine with internet access.")
+        builder.download_and_prepare()
+    features = builder.info.features
+    text_features = [k for k, v in features.items() if _is_text_feature(v)]
+    if text_feature is None:
+        if not text_features:
+            raise DataError(f"`source`={source!r} has no text feature; features: {list(features)}")
+        text_feature = "text" if "text" in text_features else text_features[0]
+        if len(text_features) > 1 and text_feature != "text":
+            raise DataError(f"`source`={source!r} has several text features {text_features}; "
+                            "pass `text_feature=` to choose one.")
+    elif text_feature not in features:
+        raise DataError(f"`text_feature`={text_feature!r} is not a feature of {source!r}; "
+                        f"features: {list(features)}")
+    if not split:
+        known = list(builder.info.splits)
+        order = [s for s in ("train", "validation", "test") if s in known]
+        order += sorted(s for s in known if s not in order)
+        split = "+".join(order) or "train"
+    try:
+        dataset = builder.as_dataset(split=split, shuffle_files=False)
+    except Exception as e:
+        raise DataError(f"`source`={source!r}: cannot read split {split!r} "
+                        f"(splits: {list(builder.info.splits)}): {e}") from None
+    return TfdsCorpus(dataset, text_feature, source, errors)
+
+
+def _is_text_feature(feature) -> bool:
+    import tensorflow_datasets as tfds
+    if isinstance(feature, tfds.features.Text):
+        return True
+    return isinstance(feature, tfds.features.Tensor) and feature.dtype == tf.string \
+        and feature.shape == ()
+
+
+# --- the entry point ----------------------------------------------------------
+
+def load_corpus(source: str | os.PathLike = BUILTIN, *, errors: str = "strict",
+                data_dir: Optional[str] = None,
+                network_probe: Optional[Callable[[], bool]] = None,
+                text_feature: Optional[str] = None) -> Corpus:
+    """The corpus named by `source` (see the module docstring for the forms).
+
+    Args:
+        source: "builtin", a file/directory/glob of UTF-8 text, or "tfds:NAME[:SPLIT]".
+        errors: "strict" (invalid UTF-8 is an error naming the file) or
+            "replace" (invalid bytes read as U+FFFD).
+        data_dir: TFDS data directory (default: TFDS's, ~/tensorflow_datasets).
+        network_probe: returns whether a TFDS download could succeed; called
+            only when the dataset is not prepared. Default: `network_available`.
+        text_feature: which TFDS feature holds the text (default: "text", or
+            the only text feature).
+
+    Raises:
+        DataError: (a `ValueError`) naming the file or argument at fault.
+    """
+    if errors not in ERROR_POLICIES:
+        raise DataError(f"`errors` must be one of {ERROR_POLICIES}. Received: errors={errors!r}")
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str) or not source:
+        raise DataError(f"`source` must be a non-empty string. Received: source={source!r}")
+    if source == BUILTIN:
+        return TextCorpus(builtin_text(), source=BUILTIN)
+    if source.startswith(TFDS_PREFIX):
+        return _load_tfds(source, errors, data_dir, network_probe or network_available,
+                          text_feature)
+    return FileCorpus(_resolve_files(source), source=source, errors=errors)

@@ -200,9 +200,15 @@ def _resolve_files(source: str) -> list[str]:
 
 # --- TFDS -------------------------------------------------------------------
 
-def network_available(address: tuple[str, int] = NETWORK_PROBE_ADDRESS,
-                      timeout: float = NETWORK_PROBE_TIMEOUT) -> bool:
-    """True if a TCP connection to `address` opens within `timeout` seconds."""
+def network_available(address: Optional[tuple[str, int]] = None,
+                      timeout: Optional[float] = None) -> bool:
+    """True if a TCP connection to `address` opens within `timeout` seconds.
+
+    Defaults: `NETWORK_PROBE_ADDRESS` and `NETWORK_PROBE_TIMEOUT`, read at call
+    time so that they can be changed (or patched in tests).
+    """
+    address = NETWORK_PROBE_ADDRESS if address is None else address
+    timeout = NETWORK_PROBE_TIMEOUT if timeout is None else timeout
     try:
         with socket.create_connection(address, timeout=timeout):
             return True

@@ -89,14 +89,15 @@ class TransformerLM(keras.Model):
         return cls(model_config_from_preset(name, **overrides))
 
     def build(self, token_ids_shape=(None, None)):
-        self.embedding.build(token_ids_shape)
+        if self.built:  # building twice would try to create the variables again
+            return
         hidden_shape = tuple(token_ids_shape) + (self.config.d_model,)
-        for block in self.blocks:
-            block.build(hidden_shape)
-        if self.final_norm is not None:
-            self.final_norm.build(hidden_shape)
-        if self.lm_head is not None:
-            self.lm_head.build(hidden_shape)
+        sublayers = [(self.embedding, token_ids_shape), (self.final_norm, hidden_shape),
+                     (self.lm_head, hidden_shape)] + [(block, hidden_shape) for block in self.blocks]
+        for layer, shape in sublayers:
+            # A sublayer may already be built by a direct call (e.g. call_with_cache).
+            if layer is not None and not layer.built:
+                layer.build(shape)
         self.built = True
 
     def _logits(self, x):
@@ -118,6 +119,7 @@ class TransformerLM(keras.Model):
 
     def init_cache(self, batch_size, dtype=None):
         """Zeros (L, B, 2, H, T_max, Dh), T_max = max_length, in the compute dtype."""
+        self.build()
         c = self.config
         return tf.zeros((c.num_layers, batch_size, 2, c.num_heads, c.max_length, c.head_dim),
                         dtype=dtype or self.compute_dtype)
@@ -136,6 +138,7 @@ class TransformerLM(keras.Model):
         Returns:
             (logits (B, t, V) float32, updated cache).
         """
+        self.build()
         if positions is None:
             positions = cache_index + tf.range(tf.shape(token_ids)[1])  # (t,)
         x = self.embedding(token_ids, positions=positions)  # (B, t, D)

@@ -62,14 +62,21 @@ class Transformer(keras.Model):
                                               dtype="float32")
 
     def build(self, inputs_shape=((None, None), (None, None))):
+        if self.built:  # building twice would try to create the variables again
+            return
         source_shape, target_shape = inputs_shape
-        self.encoder.build(source_shape)
-        self.decoder.build(target_shape, tuple(source_shape) + (self.d_model,))
-        self.final_dense.build(tuple(target_shape) + (self.d_model,))
+        # Sublayers may already be built by direct `encode`/`decode` calls.
+        if not self.encoder.built:
+            self.encoder.build(source_shape)
+        if not self.decoder.built:
+            self.decoder.build(target_shape, tuple(source_shape) + (self.d_model,))
+        if not self.final_dense.built:
+            self.final_dense.build(tuple(target_shape) + (self.d_model,))
         self.built = True
 
     def encode(self, source_ids, training=None):
         """source_ids (B, S) -> (encoder outputs (B, S, D), source padding mask (B, S))."""
+        self.build()
         source_mask = token_padding_mask(source_ids, self.pad_id)
         return self.encoder(source_ids, padding_mask=source_mask, training=training), source_mask
 

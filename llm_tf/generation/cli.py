@@ -1,0 +1,122 @@
+"""`llm-tf generate`: text from a run directory (streamed) or from a SavedModel.
+
+    llm-tf generate --run runs/tiny --prompt "ROMEO:" --max-new-tokens 200 \\
+        --temperature 0.8 --top-k 40 --seed 1
+    llm-tf generate --saved-model runs/tiny/saved_model --prompt "ROMEO:" --num-samples 3
+
+With `--run` and one sample, the text appears as it is made (one cached step per
+token); otherwise all samples are generated in one batch by the compiled loop
+(or the SavedModel) and printed when done. Each sample is printed as prompt
+followed by its continuation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llm_tf.generation.generator import Generator, normalize_seed
+from llm_tf.generation.samplers import validate_sampling
+
+DEFAULT_MAX_NEW_TOKENS = 200
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-tf generate",
+        description="Generate text with a trained model (KV cache, seeded sampling).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", metavar="RUN_DIR", help="run directory written by llm-tf train")
+    source.add_argument("--saved-model", metavar="DIR", help="SavedModel written by llm-tf export")
+    parser.add_argument("--prompt", action="append", default=None,
+                        help="prompt text (repeat for several prompts; default: empty, "
+                             "which starts from BOS)")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help=f"tokens to generate (default: {DEFAULT_MAX_NEW_TOKENS}, at most "
+                             "half the context); at most max_length - 1")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="softmax temperature; 0 = greedy (default 1.0)")
+    parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off")
+    parser.add_argument("--top-p", type=float, default=1.0,
+                        help="nucleus sampling mass in (0, 1]; 1 = off")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="sampling seed (default: a random one, printed to stderr)")
+    parser.add_argument("--num-samples", type=int, default=1, help="samples per prompt")
+    parser.add_argument("--weights", default=None,
+                        help="with --run: weights file (default RUN_DIR/model.weights.h5)")
+    parser.add_argument("--no-stream", action="store_true",
+                        help="with --run: generate in one compiled call, print at the end")
+    return parser
+
+
+def _print_samples(prompts, continuations, num_samples) -> None:
+    for i, (prompt, text) in enumerate(zip(prompts, continuations)):
+        if len(continuations) > 1:
+            print(f"=== sample {i % num_samples + 1}/{num_samples} of prompt "
+                  f"{i // num_samples + 1} ===")
+        print(prompt + text, flush=True)
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    validate_sampling(args.temperature, args.top_k, args.top_p)
+    if args.num_samples < 1:
+        raise ValueError(f"`--num-samples` must be >= 1. Received: {args.num_samples}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 0:
+        raise ValueError(f"`--max-new-tokens` must be >= 0. Received: {args.max_new_tokens}")
+    if args.saved_model and (args.weights or args.no_stream):
+        raise ValueError("`--weights` and `--no-stream` apply to --run only.")
+    prompts = args.prompt or [""]
+    seed = normalize_seed(args.seed)
+    rows = [p for p in prompts for _ in range(args.num_samples)]
+
+    if args.saved_model:
+        import tensorflow as tf
+
+        from llm_tf.export import load_saved_model
+        loaded = load_saved_model(args.saved_model)
+        max_length = int(loaded.max_length.numpy())
+        max_new = _max_new_tokens(args.max_new_tokens, max_length)
+        _report_seed(args, seed)
+        texts = loaded.generate(tf.constant(rows), max_new, args.temperature, args.top_k,
+                                args.top_p, seed)
+        _print_samples(rows, [t.decode("utf-8", errors="replace") for t in texts.numpy()],
+                       args.num_samples)
+        return 0
+
+    from llm_tf.saving import load
+    run = load(args.run, weights=args.weights)
+    max_new = _max_new_tokens(args.max_new_tokens, run.model.config.max_length)
+    _report_seed(args, seed)
+    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    seed=seed)
+    if len(rows) == 1 and not args.no_stream:
+        generator = Generator(run.model, run.tokenizer, compile="xla")
+        print(rows[0], end="", flush=True)
+        for piece in generator.stream(rows[0], max_new, **sampling):
+            print(piece, end="", flush=True)
+        print()
+        return 0
+    generator = Generator(run.model, run.tokenizer)
+    _print_samples(rows, generator.generate(rows, max_new, **sampling), args.num_samples)
+    return 0
+
+
+def _report_seed(args, seed) -> None:
+    if args.seed is None and args.temperature > 0:
+        print(f"seed: {seed} (pass --seed {seed} to repeat)", file=sys.stderr)
+
+
+def _max_new_tokens(requested, max_length: int) -> int:
+    from llm_tf.generation.decode import check_max_new_tokens
+
+    if requested is None:
+        return min(DEFAULT_MAX_NEW_TOKENS, max_length // 2)
+    check_max_new_tokens(requested, max_length)
+    return requested
+
+
+def main(argv=None) -> int:
+    from llm_tf.cli import run_main
+
+    return run_main(_main, sys.argv[1:] if argv is None else list(argv))

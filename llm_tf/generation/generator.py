@@ -1,0 +1,243 @@
+"""`Generator`: cached generation from Python, compiled once per model.
+
+    generator = Generator(model, tokenizer)             # compile="xla" by default
+    generator.generate("To be", max_new_tokens=50, temperature=0.8, top_k=40, seed=1)
+    for piece in generator.stream("To be", max_new_tokens=50):  # text as it is made
+        print(piece, end="", flush=True)
+
+Three ways to run the same decode loop (`compile=`), measured side by side by
+benchmarks/generate.py:
+
+* "eager": a Python loop over eager cached steps (slow; easy to step through);
+* "graph": prefill and `tf.while_loop` in one `tf.function`;
+* "xla":   the same function with `jit_compile=True` (the default; fastest on CPU).
+
+`generate` returns only the continuation (the prompt is not repeated); `llm-tf
+generate` prints prompt and continuation.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from llm_tf._validation import is_int
+from llm_tf.generation import decode as D
+from llm_tf.generation import samplers
+
+COMPILE_MODES = ("eager", "graph", "xla")
+
+
+def normalize_seed(seed: Optional[int]) -> int:
+    """An int32 seed: a random one for None, any Python int wrapped into int32 range."""
+    if seed is None:
+        return random.SystemRandom().randrange(2**31)
+    if not is_int(seed):
+        raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
+    return (seed + 2**31) % 2**32 - 2**31
+
+
+class Generator:
+    """Generates token ids (and text, given a tokenizer) with a model's KV cache.
+
+    Args:
+        model: a built (or buildable) `TransformerLM`.
+        tokenizer: optional llm_tf tokenizer, needed for `generate`/`stream` on text.
+        compile: "xla" (default), "graph" or "eager".
+        eos_id: the id that ends a row; default the tokenizer's (3). None-tokenizer
+            generators use 3 as well; pass -1 to never stop early.
+
+    Policies (docs/generation.md): 0 <= max_new_tokens <= max_length - 1, else a
+    `ValueError`; a prompt longer than max_length - max_new_tokens keeps its
+    last tokens (with a warning); an empty prompt starts from BOS; a row stops at
+    its first EOS (kept in the ids, dropped from text); temperature 0 is greedy;
+    seed None draws a fresh seed.
+    """
+
+    def __init__(self, model, tokenizer=None, compile: str = "xla",
+                 eos_id: Optional[int] = None):
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"`compile` must be one of {COMPILE_MODES}. "
+                             f"Received: compile={compile!r}")
+        if not model.built:
+            model.build()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.compile = compile
+        self.max_length = model.config.max_length
+        self.pad_id, self.bos_id, self.eos_id = (
+            (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id) if tokenizer is not None
+            else (D.PAD_ID, D.BOS_ID, D.EOS_ID))
+        if eos_id is not None:
+            self.eos_id = eos_id
+        jit = compile == "xla"
+        scalar = lambda dtype: tf.TensorSpec((), dtype)  # noqa: E731
+        # The compiled graph-level loop (also called by the SavedModel export):
+        # (tokens (B, T_max), lengths (B,), prompt_end, max_new_tokens, temperature,
+        #  top_k, top_p, seed) -> tokens (B, T_max).
+        self.decode_tokens = tf.function(
+            self._decode_graph, jit_compile=jit, autograph=False, input_signature=[
+                tf.TensorSpec((None, self.max_length), tf.int32), tf.TensorSpec((None,), tf.int32),
+                scalar(tf.int32), scalar(tf.int32), scalar(tf.float32), scalar(tf.int32),
+                scalar(tf.float32), scalar(tf.int32)])
+        if compile == "eager":
+            self._prefill, self._step = self._prefill_fn, self._step_fn
+        else:
+            # Control flow is explicit (tf.while_loop, tf.cond): AutoGraph would
+            # only add seconds of source transformation to every trace.
+            self._prefill = tf.function(self._prefill_fn, jit_compile=jit, autograph=False)
+            self._step = tf.function(self._step_fn, jit_compile=jit, autograph=False)
+
+    # -- the compiled pieces -----------------------------------------------------
+
+    def _decode_graph(self, tokens, lengths, prompt_end, max_new_tokens, temperature, top_k,
+                      top_p, seed):
+        return D.cached_decode(self.model, tokens, lengths, prompt_end, max_new_tokens, temperature,
+                        top_k, top_p, seed, self.eos_id, self.pad_id)
+
+    def _prefill_fn(self, tokens, lengths, prompt_end):
+        return D.prefill(self.model, tokens, lengths, prompt_end)
+
+    def _step_fn(self, index, tokens, cache, done, lengths, prompt_end, temperature, top_k,
+                 top_p, seed):
+        return D.decode_step(D.make_next_fn(self.model, lengths, prompt_end),
+                             D.make_sample_fn(temperature, top_k, top_p, seed),
+                             index, tokens, cache, done, prompt_end, self.eos_id, self.pad_id)
+
+    # -- token ids ---------------------------------------------------------------
+
+    def _prepare(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
+        samplers.validate_sampling(temperature, top_k, top_p)
+        D.check_max_new_tokens(max_new_tokens, self.max_length)
+        if isinstance(prompt_ids, tf.RaggedTensor):
+            ragged = tf.cast(prompt_ids, tf.int32)
+        else:
+            ragged = D.ragged_from_lists(prompt_ids)
+        prepared = D.prepare_prompts(ragged, self.max_length, max_new_tokens, self.bos_id,
+                                     self.pad_id)
+        cut = np.flatnonzero(prepared.truncated.numpy())
+        if cut.size:
+            warnings.warn(
+                f"Prompt(s) {cut.tolist()} cut from the left to "
+                f"{self.max_length - max_new_tokens} tokens: max_length={self.max_length} "
+                f"holds the prompt and max_new_tokens={max_new_tokens}.", stacklevel=3)
+        args = (tf.constant(max_new_tokens, tf.int32), tf.constant(temperature, tf.float32),
+                tf.constant(top_k, tf.int32), tf.constant(top_p, tf.float32),
+                tf.constant(normalize_seed(seed), tf.int32))
+        return prepared, args
+
+    def generate_ids(self, prompt_ids, max_new_tokens: int, temperature: float = 0.0,
+                     top_k: int = 0, top_p: float = 1.0,
+                     seed: Optional[int] = None) -> list[list[int]]:
+        """New token ids for each prompt.
+
+        Args:
+            prompt_ids: B lists of token ids (or an int RaggedTensor (B, (n))).
+            max_new_tokens: 0 <= max_new_tokens <= max_length - 1.
+            temperature: >= 0; 0 = greedy.
+            top_k: >= 0; 0 = off. top_p: in (0, 1]; 1 = off.
+            seed: int, or None for a fresh random seed.
+
+        Returns:
+            B lists of new ids, each cut after its first EOS (which is kept).
+        """
+        if self.compile == "eager":
+            steps = list(self.stream_ids(prompt_ids, max_new_tokens, temperature, top_k,
+                                         top_p, seed))
+            batch = len(prompt_ids) if not isinstance(prompt_ids, tf.RaggedTensor) \
+                else int(prompt_ids.nrows())
+            new = np.stack(steps, axis=1) if steps else np.zeros((batch, 0), np.int32)
+            return D.trim_new_tokens(new, self.eos_id)
+        prepared, args = self._prepare(prompt_ids, max_new_tokens, temperature, top_k, top_p,
+                                       seed)
+        tokens = self.decode_tokens(prepared.tokens, prepared.lengths, prepared.prompt_end, *args)
+        start = int(prepared.prompt_end)
+        return D.trim_new_tokens(tokens[:, start:start + max_new_tokens].numpy(), self.eos_id)
+
+    def stream_ids(self, prompt_ids, max_new_tokens: int, temperature: float = 0.0,
+                   top_k: int = 0, top_p: float = 1.0,
+                   seed: Optional[int] = None) -> Iterator[np.ndarray]:
+        """Yields each step's tokens, int32 (B,) (PAD for rows past their EOS).
+
+        Same arguments and the same tokens as `generate_ids`, one cached step per
+        Python iteration; stops when every row has produced EOS.
+        """
+        prepared, (max_new, *sampling) = self._prepare(
+            prompt_ids, max_new_tokens, temperature, top_k, top_p, seed)
+        tokens, lengths, prompt_end = prepared.tokens, prepared.lengths, prepared.prompt_end
+        cache = self._prefill(tokens, lengths, prompt_end)
+        done = tf.zeros([tokens.shape[0]], tf.bool)
+        index = prompt_end
+        for _ in range(max_new_tokens):
+            emitted = index
+            index, tokens, cache, done = self._step(index, tokens, cache, done, lengths,
+                                                    prompt_end, *sampling)
+            yield tokens[:, int(emitted)].numpy()
+            if bool(tf.reduce_all(done)):
+                return
+
+    # -- text ------------------------------------------------------------------
+
+    def _require_tokenizer(self):
+        if self.tokenizer is None:
+            raise ValueError("This Generator has no tokenizer: pass `tokenizer=` to generate "
+                             "text, or use `generate_ids` with token ids.")
+        return self.tokenizer
+
+    def _encode(self, prompts):
+        tokenizer = self._require_tokenizer()
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError("`prompts` must be a string or a list of strings. "
+                             f"Received: {prompts!r}")
+        return tokenizer.encode(tf.constant(texts, tf.string))
+
+    def _decode_text(self, ids: Sequence[int]) -> str:
+        text = self.tokenizer.decode(tf.constant(list(ids), tf.int32))
+        return text.numpy().decode("utf-8", errors="replace")
+
+    def generate(self, prompts, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: Optional[int] = None):
+        """The continuation of each prompt: a str for a str, a list for a list of str."""
+        ids = self.generate_ids(self._encode(prompts), max_new_tokens, temperature, top_k,
+                                top_p, seed)
+        texts = [self._decode_text(row) for row in ids]
+        return texts[0] if isinstance(prompts, str) else texts
+
+    def stream(self, prompt: str, max_new_tokens: int, temperature: float = 0.0,
+               top_k: int = 0, top_p: float = 1.0,
+               seed: Optional[int] = None) -> Iterator[str]:
+        """Yields the continuation of one prompt in pieces, as the tokens are made.
+
+        The pieces join to `generate(prompt, ...)`. Each step decodes all new ids
+        so far and yields what was added, holding back a trailing U+FFFD (half of
+        a multi-byte character from a byte-level tokenizer).
+        """
+        if not isinstance(prompt, str):
+            raise ValueError(f"`prompt` must be a string. Received: {prompt!r}")
+        ids, emitted = [], ""
+        for step_tokens in self.stream_ids(self._encode([prompt]), max_new_tokens, temperature,
+                                           top_k, top_p, seed):
+            ids.append(int(step_tokens[0]))
+            text = self._decode_text(ids)
+            stable = text.rstrip("\ufffd")
+            if stable.startswith(emitted) and len(stable) > len(emitted):
+                yield stable[len(emitted):]
+                emitted = stable
+        text = self._decode_text(ids)
+        if text.startswith(emitted) and len(text) > len(emitted):
+            yield text[len(emitted):]
+
+
+def generate(model, tokenizer, prompts, max_new_tokens: int, **sampling):
+    """One-off text generation; compiles for each call (keep a `Generator` to reuse)."""
+    return Generator(model, tokenizer).generate(prompts, max_new_tokens, **sampling)
+
+
+def generate_ids(model, prompt_ids, max_new_tokens: int, **sampling) -> list[list[int]]:
+    """One-off generation from token ids; compiles for each call (keep a `Generator`)."""
+    return Generator(model).generate_ids(prompt_ids, max_new_tokens, **sampling)

@@ -91,17 +91,80 @@ def save_weights(model, path) -> str:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     temporary = path[: -len(".weights.h5")] + ".tmp.weights.h5"
     model.save_weights(temporary)
+    if getattr(model, "config", None) is not None:
+        _stamp_config(temporary, model.config)
     os.replace(temporary, path)
     return path
 
 
+# The model's config, written into the weights file as an HDF5 attribute, so that
+# loading into another architecture names the field instead of Keras' "N objects
+# could not be loaded" (or, worse, a silent partial load: 1 layer of a 2-layer file).
+CONFIG_ATTRIBUTE = "llm_tf_model_config"
+# Fields that change no weight and may differ between training and inference.
+_NON_ARCHITECTURE_FIELDS = ("dropout",)
+
+
+def _stamp_config(path, config: ModelConfig) -> None:
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        f.attrs[CONFIG_ATTRIBUTE] = json.dumps(config.to_dict(), sort_keys=True)
+
+
+def _file_shapes(h5_file) -> list:
+    """Shapes of every weight array in a Keras 3 `.weights.h5` file."""
+    import h5py
+
+    shapes = []
+    h5_file.visititems(lambda name, item: shapes.append(tuple(item.shape))
+                       if isinstance(item, h5py.Dataset) else None)
+    return shapes
+
+
+def check_weights_fit(model, path) -> None:
+    """A `ValueError` naming what differs if the weights file at `path` was saved from
+    a model of another configuration than `model.config` (or, for files without a
+    stamped config, if its weight shapes differ from the model's)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        stamped = f.attrs.get(CONFIG_ATTRIBUTE)
+        shapes = None if stamped is not None else _file_shapes(f)
+    config = getattr(model, "config", None)
+    if stamped is not None and config is not None:
+        try:
+            saved = ModelConfig.from_dict(json.loads(stamped))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path!r} holds an unreadable model config: {error}") from None
+        differences = [d for d in describe_difference(config, saved)
+                       if d.split(":")[0] not in _NON_ARCHITECTURE_FIELDS]
+        if differences:
+            raise ValueError(
+                f"The weights in {path!r} belong to another model configuration: "
+                + "; ".join(differences) + " (expected = the model being loaded into, "
+                "found = the model that saved the file).")
+    elif shapes is not None:
+        expected = sorted(tuple(v.shape) for v in model.weights)
+        if sorted(shapes) != expected:
+            missing = sorted(set(expected) - set(shapes))
+            extra = sorted(set(shapes) - set(expected))
+            raise ValueError(
+                f"The weights in {path!r} do not fit this model: the file holds "
+                f"{len(shapes)} arrays, the model {len(expected)}; shapes only in the model: "
+                f"{missing or 'none'}; only in the file: {extra or 'none'}. "
+                f"It was saved from another configuration (model: {config}).")
+
+
 def load_weights(model, path) -> None:
-    """`model.load_weights` with clear errors for a wrong suffix or a missing file."""
+    """`model.load_weights` with clear errors for a wrong suffix, a missing file, or
+    weights of another configuration (the differing fields are named)."""
     path = check_weights_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weights file {path!r} does not exist.")
     if not model.built:
         model.build()
+    check_weights_fit(model, path)
     model.load_weights(path)
 
 

@@ -11,7 +11,7 @@ kept from that same pass, a large one is counted and discarded.
 
 **Training windows.** nanoGPT draws random offsets `i ~ U[0, n-T-1)` each step.
 The epoch-able, deterministic equivalent used here for a corpus that fits in
-memory (`max_in_memory_tokens`, default 32M tokens = 128 MB of int32): every
+memory (`max_in_memory_tokens`, default 16M tokens = 64 MB of int32): every
 offset (stride 1) once per epoch, in a fresh permutation per epoch computed by
 `stateless_shuffle(seed=(seed, epoch))`. Each window is sampled exactly like
 nanoGPT's, but without replacement, and step k's batch is a pure function of
@@ -43,7 +43,7 @@ import tensorflow as tf
 from llm_tf.config import DataConfig
 from llm_tf.data.corpora import Corpus, DataError, load_corpus
 
-DEFAULT_MAX_IN_MEMORY_TOKENS = 32 * 2**20
+DEFAULT_MAX_IN_MEMORY_TOKENS = 16 * 2**20
 DEFAULT_SHUFFLE_BUFFER = 10_000
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -70,14 +70,13 @@ class LMData:
     streaming: bool
 
 
-def token_chunks(corpus: Corpus, tokenizer, skip_lines: int = 0) -> tf.data.Dataset:
+def token_chunks(corpus: Corpus, tokenizer, skip_chunks: int = 0) -> tf.data.Dataset:
     """The corpus's token stream as 1-D int32 chunks (one per batch of lines), in order."""
-    lines = corpus.lines()
-    if skip_lines:
-        lines = lines.skip(skip_lines)
-    return lines.batch(corpus.lines_per_batch).map(
-        lambda batch: tokenizer.encode(batch).flat_values,  # (lines, (n)) -> (sum n,)
-        num_parallel_calls=AUTOTUNE, deterministic=True)
+    batches = corpus.line_batches()
+    if skip_chunks:
+        batches = batches.skip(skip_chunks)  # skipped batches are read, not tokenized
+    return batches.map(lambda batch: tokenizer.encode(batch).flat_values,  # (sum n,)
+                       num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 def _slice_stream(chunks: tf.data.Dataset, start: int, stop: Optional[int]) -> tf.data.Dataset:
@@ -98,10 +97,12 @@ def _slice_stream(chunks: tf.data.Dataset, start: int, stop: Optional[int]) -> t
 
 
 def stride_windows(chunks: tf.data.Dataset, context_length: int) -> tf.data.Dataset:
-    """Windows of T+1 consecutive tokens, starting every T tokens, from a chunk stream.
+    """`(x, y)` pairs of shape (T,), from windows of T+1 tokens starting every T tokens.
 
     Consecutive windows share one token (the last target of one is the first
-    input of the next), so every token after the first is a target once.
+    input of the next), so every token after the first is a target once. The
+    split into x and y happens per chunk, before `unbatch`, so that no
+    function runs per window or per batch downstream.
     """
     T = context_length
     W = T + 1
@@ -110,13 +111,10 @@ def stride_windows(chunks: tf.data.Dataset, context_length: int) -> tf.data.Data
         buffer = tf.concat([buffer, chunk], axis=0)
         n = tf.maximum((tf.size(buffer) - 1) // T, 0)                     # whole windows
         index = tf.range(n)[:, tf.newaxis] * T + tf.range(W)[tf.newaxis]  # (n, W)
-        return buffer[n * T:], tf.gather(buffer, index)                   # (n, W)
+        windows = tf.gather(buffer, index)                                # (n, W)
+        return buffer[n * T:], (windows[:, :-1], windows[:, 1:])          # (n, T), (n, T)
 
     return chunks.scan(tf.zeros([0], tf.int32), step).unbatch()
-
-
-def _to_xy(windows):
-    return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
 
 
 def _count_tokens(corpus, tokenizer, keep_limit):
@@ -206,25 +204,23 @@ def build_lm_data(data_config: DataConfig, tokenizer, *, corpus: Optional[Corpus
 
     if streaming:
         chunks = token_chunks(corpus, tokenizer)
-        train_windows_ds = stride_windows(_slice_stream(chunks, 0, n_train), T)
-        train = train_windows_ds.shuffle(shuffle_buffer, seed=seed,
-                                         reshuffle_each_iteration=True).repeat(epochs)
+        train = stride_windows(_slice_stream(chunks, 0, n_train), T)  # (x, y), each (T,)
+        train = train.shuffle(shuffle_buffer, seed=seed,
+                              reshuffle_each_iteration=True).repeat(epochs)
         train = train.skip(start_step * B).batch(B, drop_remainder=True)
         # Start the validation read at the batch of lines that holds token n_train.
         ends = np.cumsum(sizes)
         first_chunk = int(np.searchsorted(ends, n_train, side="right"))
         before = int(ends[first_chunk - 1]) if first_chunk else 0
-        val_chunks = token_chunks(corpus, tokenizer,
-                                  skip_lines=first_chunk * corpus.lines_per_batch)
+        val_chunks = token_chunks(corpus, tokenizer, skip_chunks=first_chunk)
         val_chunks = _slice_stream(val_chunks, n_train - before, None)
     else:
         train_tokens = tf.constant(tokens[:n_train])
         val_chunks = tf.data.Dataset.from_tensors(tf.constant(tokens[n_train:]))
         train = _random_offset_batches(train_tokens, train_windows, train_stride, W, B, seed,
                                        start_step, epochs)
-    train = train.map(_to_xy, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
-    val = stride_windows(val_chunks, T).batch(B, drop_remainder=True)
-    val = val.map(_to_xy, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    train = train.prefetch(AUTOTUNE)
+    val = stride_windows(val_chunks, T).batch(B, drop_remainder=True).prefetch(AUTOTUNE)
     return LMData(train=train, val=val, num_train_tokens=n_train, num_val_tokens=n_val,
                   train_windows=train_windows, val_batches=val_windows // B,
                   streaming=bool(streaming))
@@ -235,18 +231,22 @@ def _random_offset_batches(tokens, num_windows, stride, W, B, seed, start_step, 
     position = start_step * B              # windows already consumed before start_step
     first_epoch, skip = divmod(position, num_windows)
 
+    # int32 offsets halve the permutation's memory when the token count allows.
+    dtype = tf.int32 if tokens.shape[0] < 2**31 - 1 else tf.int64
+
     def epoch_offsets(epoch):
         permutation = tf.random.experimental.stateless_shuffle(
-            tf.range(num_windows, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64),
-                                                                  epoch]))
+            tf.range(num_windows, dtype=dtype), seed=tf.stack([tf.constant(seed, tf.int64),
+                                                               epoch]))
         return tf.data.Dataset.from_tensor_slices(permutation * stride)
 
     last_epoch = np.iinfo(np.int64).max if epochs is None else epochs
     offsets = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(epoch_offsets).skip(skip)
 
-    def gather(starts):  # (B,) -> (B, W)
-        index = starts[:, tf.newaxis] + tf.range(W, dtype=tf.int64)[tf.newaxis]
-        return tf.gather(tokens, index)
+    def gather(starts):  # (B,) -> x (B, T), y (B, T)
+        index = starts[:, tf.newaxis] + tf.range(W, dtype=starts.dtype)[tf.newaxis]  # (B, W)
+        windows = tf.gather(tokens, index)                                          # (B, W)
+        return windows[:, :-1], windows[:, 1:]
 
     return offsets.batch(B, drop_remainder=True).map(gather, num_parallel_calls=AUTOTUNE)
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from llm_tf import DataConfig
 from llm_tf.data import (BUILTIN, DataError, TextCorpus, build_lm_data, builtin_text,
                          load_corpus, make_lm_datasets, make_seq2seq_dataset)
-from llm_tf.data import corpora
+from llm_tf.data import corpora, tfds_source
 from llm_tf.tokenizers import BOS_ID, EOS_ID, PAD_ID, ByteTokenizer, CharTokenizer
 
 T, B = 8, 4
@@ -155,8 +155,8 @@ def _closed_port():
 
 def test_default_network_probe_fails_fast_on_an_unreachable_address(tmp_path, monkeypatch):
     address = ("127.0.0.1", _closed_port())
-    assert corpora.network_available(address, timeout=2) is False
-    monkeypatch.setattr(corpora, "NETWORK_PROBE_ADDRESS", address)
+    assert tfds_source.network_available(address, timeout=2) is False
+    monkeypatch.setattr(tfds_source, "NETWORK_PROBE_ADDRESS", address)
     start = time.monotonic()
     with pytest.raises(DataError, match="--data PATH"):
         load_corpus("tfds:tiny_shakespeare", data_dir=str(tmp_path))

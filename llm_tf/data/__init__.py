@@ -8,11 +8,11 @@
 """
 
 from llm_tf.data.corpora import (BUILTIN, Corpus, DataError, DataFileNotFoundError, FileCorpus,
-                                 TextCorpus, TfdsCorpus, builtin_text, load_corpus,
-                                 network_available)
+                                 TextCorpus, builtin_text, load_corpus)
 from llm_tf.data.lm import (LMData, build_lm_data, make_lm_datasets, stride_windows,
                             token_chunks)
 from llm_tf.data.seq2seq import make_seq2seq_dataset
+from llm_tf.data.tfds_source import TfdsCorpus, network_available
 
 __all__ = ["BUILTIN", "Corpus", "DataError", "DataFileNotFoundError", "FileCorpus",
            "TextCorpus", "TfdsCorpus", "builtin_text", "load_corpus", "network_available",

@@ -24,8 +24,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "layers": "llm_tf.layers",
     "models": "llm_tf.models",
+    "tokenizers": "llm_tf.tokenizers",
+    "data": "llm_tf.data",
+    "training": "llm_tf.training",
+    "generation": "llm_tf.generation",
+    "saving": "llm_tf.saving",
+    "export": "llm_tf.export",
     "TransformerLM": "llm_tf.models",
     "Transformer": "llm_tf.models",
+    "load": "llm_tf.saving",
 }
 
 __all__ = ["PRESETS", "DataConfig", "ModelConfig", "TrainConfig", "get_preset", *_LAZY]

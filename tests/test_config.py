@@ -81,3 +81,11 @@ def test_model_config_from_preset_and_difference():
 def test_configs_import_without_tensorflow():
     code = "import sys, llm_tf; llm_tf.ModelConfig(); assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_package_exposes_its_modules_lazily():
+    import llm_tf
+
+    assert llm_tf.data.make_lm_datasets and llm_tf.tokenizers.load_tokenizer
+    assert llm_tf.load is llm_tf.saving.load
+    assert llm_tf.layers.MultiHeadAttention and llm_tf.models.TransformerLM

@@ -129,7 +129,11 @@ class TransformerLM(keras.Model):
 
         Args:
             token_ids: int (B, t), the tokens at cache slots [cache_index, cache_index + t).
-            cache: (L, B, 2, H, T_max, Dh) from `init_cache` or a previous call.
+            cache: (L, B, 2, H, T_max, Dh) from `init_cache` or a previous call;
+                or a tuple of L per-layer caches (B, 2, H, T_max, Dh), returned as a
+                tuple: in a decode loop under XLA each layer's cache is then updated
+                in place, where stacking copies all of them every step (4x slower
+                per step at T_max = 1040, benchmarks/generate.py).
             cache_index: int scalar, slot of token_ids[:, 0].
             padding_mask: optional bool (B, T_max) over cache slots, False for
                 left padding (those keys are never attended to).
@@ -147,6 +151,8 @@ class TransformerLM(keras.Model):
             x, layer_cache = block(x, padding_mask=padding_mask, positions=positions,
                                    cache=cache[i], cache_index=cache_index)
             new_cache.append(layer_cache)
+        if isinstance(cache, (tuple, list)):
+            return self._logits(x), tuple(new_cache)  # (B, t, V), L × (B, 2, H, T_max, Dh)
         return self._logits(x), tf.stack(new_cache)  # (B, t, V), (L, B, 2, H, T_max, Dh)
 
     def compute_output_shape(self, token_ids_shape):

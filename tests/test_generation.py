@@ -88,6 +88,27 @@ def test_cache_equals_recompute_for_other_positions_and_norms(position_encoding,
                                                                     eos_id=-1)
 
 
+def test_prefill_in_small_chunks_gives_the_same_tokens(model):
+    # chunk 12 over 32 slots: chunks start at 0, 12 and (shifted to end at 32) 20.
+    generator = Generator(model, compile="graph", eos_id=-1, prefill_chunk=12)
+    prompts = [list(range(4, 34)), [5, 6, 7], [], list(range(10, 23))]
+    assert generator.generate_ids(prompts, 2) == generate_reference(model, prompts, 2, eos_id=-1)
+    with pytest.warns(UserWarning, match="cut from the left to 24 tokens"):
+        assert generator.generate_ids(prompts, 8) == generate_reference(model, prompts, 8,
+                                                                        eos_id=-1)
+
+
+def test_call_with_cache_takes_a_tuple_of_per_layer_caches(model):
+    # The decode loop keeps one cache tensor per layer (in-place updates under XLA).
+    ids = tf.constant([[5, 6, 7], [8, 9, 10]])
+    stacked = model.init_cache(2)
+    logits, cache = model.call_with_cache(ids, stacked, 0)
+    tuple_logits, tuple_cache = model.call_with_cache(ids, tuple(tf.unstack(stacked)), 0)
+    assert isinstance(tuple_cache, tuple) and len(tuple_cache) == model.config.num_layers
+    np.testing.assert_array_equal(tuple_logits.numpy(), logits.numpy())
+    np.testing.assert_array_equal(tf.stack(tuple_cache).numpy(), cache.numpy())
+
+
 def test_a_batch_of_different_lengths_equals_each_prompt_alone(xla):
     batched = xla.generate_ids(PROMPTS, 12)
     assert batched == [xla.generate_ids([prompt], 12)[0] for prompt in PROMPTS]

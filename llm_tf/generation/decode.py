@@ -2,8 +2,9 @@
 
 The design document's §5.2 `generate_text` re-runs the whole sequence for every
 new token, so generating N tokens costs O(N²) token-passes. Here the prompt is
-run once ("prefill") to fill the key/value cache, and every later step runs one
-token per row against it: O(N) token-passes, each attending over the cache.
+run through the model in a few fixed-size chunks ("prefill") to fill the
+key/value cache, and every later step runs one token per row against it: O(N)
+token-passes, each attending over the cache.
 
 Layout of a batch (B prompts of different lengths; see docs/generation.md)::
 
@@ -19,8 +20,10 @@ padding mask over cache slots (its padding is never attended to), which makes a
 row's tokens the same as when its prompt is generated alone.
 
 Every tensor has a static shape: the token buffer is (B, T_max) with
-T_max = `max_length`, the cache (L, B, 2, H, T_max, Dh), and the loop bound is a
-tensor, so one XLA compilation serves every prompt length and `max_new_tokens`.
+T_max = `max_length`, the cache L tensors (B, 2, H, T_max, Dh) (one per layer, so
+that XLA updates each in place; a stacked cache is copied every step), and the
+loop bound is a tensor, so one XLA compilation serves every prompt length and
+`max_new_tokens`.
 
 The step follows keras-hub's samplers: `next_fn(tokens, cache, index)` runs the
 token at slot index - 1 and returns the logits of slot `index`; the sampler only
@@ -39,6 +42,9 @@ from llm_tf._validation import is_int
 from llm_tf.generation import samplers
 # The special ids every llm_tf tokenizer shares.
 from llm_tf.tokenizers.base import BOS_ID, EOS_ID, PAD_ID
+
+# Prompt tokens per model call while filling the cache (`prefill`).
+PREFILL_CHUNK = 64
 
 
 def check_max_new_tokens(max_new_tokens, max_length: int) -> None:
@@ -124,18 +130,37 @@ def make_next_fn(model, lengths, prompt_end) -> Callable:
     return next_fn
 
 
-def prefill(model, tokens, lengths, prompt_end):
-    """Runs the whole (B, T_max) buffer once to fill the cache; returns the cache.
+def prefill(model, tokens, lengths, prompt_end, chunk: int = PREFILL_CHUNK):
+    """Fills the cache with the prompt slots [0, P - 1), `chunk` slots per model call.
 
-    The logits are not used (the first step recomputes slot P - 1's), so
-    `tf.function` and XLA prune the (B, T_max, V) output projection. Slots from
-    P on hold padding here; each is overwritten by its own step before any
-    query may attend to it (causal mask).
+    One call over the whole (B, T_max) buffer would also keep shapes static, but
+    would cost O(T_max²) attention for every prompt, however short. A loop over
+    fixed-size chunks costs O(P · T_max) and still compiles once. The last chunk
+    is shifted left to end inside the buffer (recomputing some slots, harmlessly);
+    slots from P on get padding here and each is overwritten by its own step
+    before any query may attend to it (causal mask). The logits are not used:
+    `tf.function` and XLA prune the output projection. Slot P - 1 is left to the
+    first decode step, which runs it anyway.
+
+    Returns:
+        the cache: a tuple of L per-layer tensors (B, 2, H, T_max, Dh).
     """
-    positions, padding_mask = prompt_layout(lengths, prompt_end, model.config.max_length)
-    cache = model.init_cache(tf.shape(tokens)[0])
-    _, cache = model.call_with_cache(tokens, cache, 0, padding_mask=padding_mask,
-                                     positions=positions)
+    max_length = model.config.max_length
+    chunk = min(int(chunk), max_length)
+    positions, padding_mask = prompt_layout(lengths, prompt_end, max_length)
+    # One tensor per layer: the loop updates each in place under XLA.
+    cache = tuple(tf.unstack(model.init_cache(tf.shape(tokens)[0]), model.config.num_layers))
+
+    def body(start, cache):
+        begin = tf.minimum(start, max_length - chunk)
+        slots = begin + tf.range(chunk)  # (C,)
+        _, cache = model.call_with_cache(
+            tf.gather(tokens, slots, axis=1), cache, begin, padding_mask=padding_mask,
+            positions=tf.gather(positions, slots, axis=1))  # (B, C, V) unused
+        return start + chunk, cache
+
+    _, cache = tf.while_loop(lambda start, cache: start < prompt_end - 1, body,
+                             (tf.constant(0, tf.int32), cache))
     return cache
 
 
@@ -189,13 +214,14 @@ def make_sample_fn(temperature, top_k, top_p, seed) -> Callable:
 
 
 def cached_decode(model, tokens, lengths, prompt_end, max_new_tokens, temperature, top_k, top_p,
-           seed, eos_id: int = EOS_ID, pad_id: int = PAD_ID):
+                  seed, eos_id: int = EOS_ID, pad_id: int = PAD_ID,
+                  prefill_chunk: int = PREFILL_CHUNK):
     """Prefill, then the sampling loop: the whole cached generation as one graph.
 
     All arguments but `model` may be tensors; wrap this in a `tf.function`
     (with `jit_compile=True` for XLA) whose signature fixes T_max.
     """
-    cache = prefill(model, tokens, lengths, prompt_end)
+    cache = prefill(model, tokens, lengths, prompt_end, prefill_chunk)
     return sampling_loop(make_next_fn(model, lengths, prompt_end),
                          make_sample_fn(temperature, top_k, top_p, seed),
                          tokens, cache, prompt_end, max_new_tokens, eos_id, pad_id)

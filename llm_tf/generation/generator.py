@@ -50,6 +50,7 @@ class Generator:
         compile: "xla" (default), "graph" or "eager".
         eos_id: the id that ends a row; default the tokenizer's (3). None-tokenizer
             generators use 3 as well; pass -1 to never stop early.
+        prefill_chunk: prompt tokens per model call while filling the cache.
 
     Policies (docs/generation.md): 0 <= max_new_tokens <= max_length - 1, else a
     `ValueError`; a prompt longer than max_length - max_new_tokens keeps its
@@ -59,7 +60,7 @@ class Generator:
     """
 
     def __init__(self, model, tokenizer=None, compile: str = "xla",
-                 eos_id: Optional[int] = None):
+                 eos_id: Optional[int] = None, prefill_chunk: int = D.PREFILL_CHUNK):
         if compile not in COMPILE_MODES:
             raise ValueError(f"`compile` must be one of {COMPILE_MODES}. "
                              f"Received: compile={compile!r}")
@@ -74,6 +75,10 @@ class Generator:
             else (D.PAD_ID, D.BOS_ID, D.EOS_ID))
         if eos_id is not None:
             self.eos_id = eos_id
+        if not (is_int(prefill_chunk) and prefill_chunk > 0):
+            raise ValueError("`prefill_chunk` must be a positive integer. "
+                             f"Received: prefill_chunk={prefill_chunk!r}")
+        self.prefill_chunk = prefill_chunk
         jit = compile == "xla"
         scalar = lambda dtype: tf.TensorSpec((), dtype)  # noqa: E731
         # The compiled graph-level loop (also called by the SavedModel export):
@@ -96,11 +101,12 @@ class Generator:
 
     def _decode_graph(self, tokens, lengths, prompt_end, max_new_tokens, temperature, top_k,
                       top_p, seed):
-        return D.cached_decode(self.model, tokens, lengths, prompt_end, max_new_tokens, temperature,
-                        top_k, top_p, seed, self.eos_id, self.pad_id)
+        return D.cached_decode(self.model, tokens, lengths, prompt_end, max_new_tokens,
+                               temperature, top_k, top_p, seed, self.eos_id, self.pad_id,
+                               self.prefill_chunk)
 
     def _prefill_fn(self, tokens, lengths, prompt_end):
-        return D.prefill(self.model, tokens, lengths, prompt_end)
+        return D.prefill(self.model, tokens, lengths, prompt_end, self.prefill_chunk)
 
     def _step_fn(self, index, tokens, cache, done, lengths, prompt_end, temperature, top_k,
                  top_p, seed):
@@ -117,6 +123,11 @@ class Generator:
             ragged = tf.cast(prompt_ids, tf.int32)
         else:
             ragged = D.ragged_from_lists(prompt_ids)
+        flat = ragged.flat_values.numpy()
+        vocab_size = self.model.config.vocab_size
+        if flat.size and (flat.min() < 0 or flat.max() >= vocab_size):
+            raise ValueError(f"Prompt token ids must be in [0, {vocab_size}) (the model's "
+                             f"vocab_size). Received ids from {flat.min()} to {flat.max()}.")
         prepared = D.prepare_prompts(ragged, self.max_length, max_new_tokens, self.bos_id,
                                      self.pad_id)
         cut = np.flatnonzero(prepared.truncated.numpy())

@@ -1,0 +1,225 @@
+"""`llm-tf train` (also `python -m llm_tf.train`): presets, overrides, resume.
+
+    llm-tf train                                  # tiny preset, built-in corpus, a few minutes
+    llm-tf train --preset tiny --data tinyshakespeare.txt --tokenizer char
+    llm-tf train --preset small --num_layers=8 --learning_rate=3e-4 --run-dir runs/big
+    llm-tf train --run-dir runs/big --resume      # continue from the latest checkpoint
+
+Any field of ModelConfig, DataConfig or TrainConfig can be set as
+`--field=value` (or `--field value`), nanoGPT's style; the value is checked
+against the field's type, an unknown field names the close matches. A field
+that two configs share sets both: `--seed` (data shuffling and training) and
+`--vocab_size` (the data's tokenizer target; the model's vocabulary always
+follows the tokenizer). With `--resume` and no `--preset`, the run's saved
+configuration is the starting point, so `--resume --steps=4000` extends a run.
+
+Bad input prints one line and exits with code 2; a diverged run (NaN/Inf
+loss) exits with code 1, leaving its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import sys
+import time
+
+from llm_tf.cli import UsageError, run_main
+from llm_tf.config import PRESETS, DataConfig, ModelConfig, TrainConfig, get_preset
+
+CONFIGS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+# Named options that set config fields: option dest -> field name.
+FIELD_OPTIONS = {"data": "source", "tokenizer": "tokenizer", "steps": "steps", "seed": "seed",
+                 "precision": "precision"}
+DEFAULT_PRESET = "tiny"
+DEFAULT_RUNS_DIR = "runs"
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def field_index() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """field name -> [(config name, field)], for every field of the three configs."""
+    index: dict = {}
+    for config_name, cls in CONFIGS.items():
+        for field in dataclasses.fields(cls):
+            index.setdefault(field.name, []).append((config_name, field))
+    return index
+
+
+def convert(name: str, text: str, kind: str):
+    """`text` as the field's type (`kind`: 'int', 'float', 'bool' or 'str'), or a UsageError."""
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise UsageError(f"--{name} expects {'an integer' if kind == 'int' else 'a number'}. "
+                         f"Received: --{name}={text!r}") from None
+    if kind == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise UsageError(f"--{name} expects true or false. Received: --{name}={text!r}")
+    return text
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, str]:
+    """['--a=1', '--b', '2'] -> {'a': '1', 'b': '2'}; anything else is a UsageError."""
+    overrides, i = {}, 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or token == "--":
+            raise UsageError(f"unexpected argument {token!r}; options look like --field=value.")
+        key, has_value, value = token[2:].partition("=")
+        if not has_value:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                raise UsageError(f"--{key} needs a value: --{key}=VALUE.")
+            value, i = tokens[i + 1], i + 1
+        overrides[key.replace("-", "_")] = value
+        i += 1
+    return overrides
+
+
+def apply_overrides(configs: dict, overrides: dict[str, str], extra_names=()) -> dict:
+    """Returns new configs with `overrides` applied, each value converted and checked."""
+    index = field_index()
+    changes: dict = {name: {} for name in CONFIGS}
+    for key, text in overrides.items():
+        if key not in index:
+            known = sorted(index) + [n.replace("_", "-") for n in extra_names]
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f" Did you mean {', '.join('--' + c for c in close)}?" if close else ""
+            raise UsageError(f"unknown option --{key}.{hint} (llm-tf train --help lists them)")
+        for config_name, field in index[key]:
+            changes[config_name][key] = convert(key, text, field.type)
+    return {name: configs[name].replace(**changes[name]) if changes[name] else configs[name]
+            for name in CONFIGS}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fields = field_index()
+    epilog = "config fields (set any as --field=value):\n" + "\n".join(
+        f"  {name} ({'/'.join(c for c, _ in owners)}: {owners[0][1].type})"
+        for name, owners in sorted(fields.items()))
+    parser = _Parser(prog="llm-tf train", allow_abbrev=False, description=__doc__.split("\n")[0],
+                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", help=f"model + data + training settings: "
+                        f"{', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    parser.add_argument("--data", help="corpus: 'builtin', a file/directory/glob, 'tfds:NAME'")
+    parser.add_argument("--tokenizer", help="char, byte, wordpiece or sentencepiece")
+    parser.add_argument("--run-dir", help="run directory (default runs/PRESET-TIMESTAMP)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start again in a --run-dir that holds a run")
+    parser.add_argument("--steps", help="optimizer steps in total")
+    parser.add_argument("--seed", help="seed of initialisation, dropout and data order")
+    parser.add_argument("--precision", help="float32, mixed_bfloat16 or mixed_float16")
+    parser.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
+    parser.add_argument("--strategy", default="auto",
+                        help="auto, default, mirrored, multi_worker or tpu (default auto)")
+    parser.add_argument("--tpu", help="TPU address or name")
+    parser.add_argument("--stop-at", type=int, metavar="STEP",
+                        help="pause after STEP (checkpointed); continue later with --resume")
+    parser.add_argument("--no-sample", action="store_true", help="print no samples")
+    parser.add_argument("--no-export", action="store_true",
+                        help="skip the SavedModel export at the end")
+    return parser
+
+
+def resolve(args, overrides: dict[str, str]) -> dict:
+    """The three configs the command line asks for."""
+    from llm_tf.training import rundir
+    if args.resume and not args.run_dir:
+        raise UsageError("--resume needs --run-dir (the run to continue).")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; pick one.")
+    if args.resume and args.preset is None:
+        saved = rundir.prepare_resume(args.run_dir)
+        configs = {"model": saved.model, "data": saved.data or DataConfig(),
+                   "train": saved.train or TrainConfig()}
+    else:
+        preset = get_preset(args.preset or DEFAULT_PRESET)
+        configs = {"model": preset.model, "data": preset.data, "train": preset.train}
+    named = {field: getattr(args, option) for option, field in FIELD_OPTIONS.items()
+             if getattr(args, option) is not None}
+    if args.jit_compile:
+        named["jit_compile"] = "true"
+    configs = apply_overrides(configs, {**named, **overrides}, extra_names=(
+        "preset", "run_dir", "resume", "overwrite", "jit_compile", "strategy", "tpu",
+        "no_sample", "no_export", "data", "stop_at"))
+    if configs["data"].context_length > configs["model"].max_length:
+        raise UsageError(f"`context_length`={configs['data'].context_length} is longer than the "
+                         f"model's `max_length`={configs['model'].max_length}: raise "
+                         "--max_length too.")
+    return configs
+
+
+def _main(argv) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING noise
+    args, rest = build_parser().parse_known_args(argv)
+    configs = resolve(args, parse_overrides(rest))
+    run_dir = args.run_dir or f"{DEFAULT_RUNS_DIR}/{args.preset or DEFAULT_PRESET}-" \
+                              f"{time.strftime('%Y%m%d-%H%M%S')}"
+    from llm_tf.training import rundir
+    from llm_tf.training.distribute import is_chief_task
+    if args.resume:  # the model's vocabulary follows the run's saved tokenizer
+        saved = rundir.prepare_resume(run_dir)
+        rundir.prepare_resume(run_dir, configs["model"].replace(vocab_size=saved.model.vocab_size))
+    elif is_chief_task():  # before TensorFlow starts: bad input fails fast
+        rundir.prepare_new(run_dir, args.overwrite)
+
+    from llm_tf.training.distribute import get_strategy  # imports TensorFlow
+    strategy = get_strategy(args.strategy, tpu=args.tpu)
+    from llm_tf.training.loop import TrainingDiverged
+    from llm_tf.training.run import train
+    try:
+        run = train(configs["model"], configs["data"], configs["train"], run_dir,
+                    resume=args.resume, overwrite=args.overwrite, strategy=strategy,
+                    sample=not args.no_sample, stop_at=args.stop_at)
+    except TrainingDiverged as error:
+        print(f"llm-tf: training diverged: {error}", file=sys.stderr)
+        return 1
+    from llm_tf.training.distribute import is_chief
+    if not is_chief(strategy):
+        return 0
+    result = run.result
+    finished = result.step >= configs["train"].steps
+    # --- Export (issue 5): RUN_DIR/saved_model, then a generation from it ------
+    if finished and not args.no_export:
+        export_and_sample(run.run_dir, seed=configs["train"].seed)
+    # ---------------------------------------------------------------------------
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    where = (f"weights in {run.run_dir}" if finished else
+             f"paused; continue with --resume --run-dir {run.run_dir}")
+    print(f"{'done' if finished else 'paused'}: step {result.step}, train loss "
+          f"{fmt(result.train_loss)}, val loss {fmt(result.val_loss)} ({where})")
+    return 0
+
+
+def export_and_sample(run_dir, seed: int = 0) -> None:
+    """Exports the run as a SavedModel (issue 5's `llm_tf.export.export_run`) and prints
+    a generation made by the *exported* model, loaded back with TensorFlow alone."""
+    import tensorflow as tf
+
+    from llm_tf import export, saving
+    out_dir = export.export_run(run_dir)
+    generator = export.load_saved_model(out_dir)
+    model = saving.read_config(run_dir).model
+    texts = generator.generate(
+        tf.constant(["\n"]), max_new_tokens=tf.constant(min(100, model.max_length - 2)),
+        temperature=tf.constant(0.8), top_k=tf.constant(min(200, model.vocab_size)),
+        top_p=tf.constant(1.0), seed=tf.constant(seed % 2**31))
+    print(f"exported to {out_dir}; generated by the export:\n"
+          f"{texts.numpy()[0].decode('utf-8', 'replace')}\n-----")
+
+
+def main(argv=None) -> int:
+    return run_main(_main, sys.argv[1:] if argv is None else list(argv))

@@ -1,0 +1,155 @@
+"""The train step and the evaluation step (design document §5.1), distribution-ready.
+
+One optimizer step, on each replica (`strategy.run`):
+
+    forward  (float32 logits) -> loss = Σ token losses / tokens in the *global* batch
+    backward (tf.GradientTape)
+    all-reduce the gradients (SUM): now every replica holds the global batch's gradient
+    clip by global norm       (after the all-reduce: clipping per replica is another algorithm)
+    optimizer.apply(g / R)    (Keras 3 sums gradients over the R replicas again inside
+                               `apply`; handing it g / R makes that sum g, exactly for R = 2^k)
+
+With one replica (the default strategy) both all-reduces are identities and
+cost nothing. With several, the gradients cross the wire twice; the price of
+clipping the true global norm with Keras' public optimizer API.
+
+Mixed float16: the loss is multiplied by the `LossScaleOptimizer`'s scale, so
+the gradients are too; clipping them at `clip_norm × scale` equals clipping the
+unscaled ones at `clip_norm`, and the optimizer unscales (or skips the step and
+lowers the scale when they overflowed — every replica decides alike, since the
+gradients were all-reduced).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from llm_tf.training.losses import PAD_ID, token_loss_sum
+
+SUM = tf.distribute.ReduceOp.SUM
+
+
+def _dense(gradient):
+    # Embedding gradients arrive as IndexedSlices (one row per looked-up token);
+    # the all-reduce, the norm and `g / R` want plain tensors.
+    return tf.convert_to_tensor(gradient) if isinstance(gradient, tf.IndexedSlices) else gradient
+
+
+class TrainStep:
+    """`step(iterator)` takes one global batch from `iterator` and makes one optimizer update.
+
+    Args:
+        model: a Keras model returning logits (B, T, V); built inside `strategy.scope()`.
+        optimizer: from `make_optimizer` (built inside the same scope).
+        strategy: the `tf.distribute.Strategy` the model was built under.
+        clip_norm: global gradient-norm clip; 0 disables it.
+        jit_compile: compile the per-replica step with XLA.
+        pad_id: label id that carries no loss.
+
+    Attributes:
+        step: int64 variable, optimizer updates made (saved in checkpoints).
+
+    Returns (of a call): {"loss": mean loss over the global batch, "grad_norm": the
+    global gradient norm before clipping, "learning_rate": the rate this update
+    used}, float32 scalars.
+    """
+
+    def __init__(self, model, optimizer, strategy, clip_norm=1.0, jit_compile=False,
+                 pad_id=PAD_ID):
+        self.model = model
+        self.optimizer = optimizer
+        self.strategy = strategy
+        self.clip_norm = float(clip_norm)
+        self.pad_id = pad_id
+        self.loss_scaled = hasattr(optimizer, "scale_loss") and hasattr(optimizer, "dynamic_scale")
+        with strategy.scope():
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        replicas = strategy.num_replicas_in_sync
+        # XLA compiles the whole replica step on one device; with several replicas
+        # only the forward/backward pass (collectives stay outside the cluster).
+        self._gradients = tf.function(self._compute_gradients,
+                                      jit_compile=jit_compile and replicas > 1)
+        self._replica_step = tf.function(self._replica_step_fn,
+                                         jit_compile=jit_compile and replicas == 1)
+        self._call = tf.function(self._distributed_step)
+
+    def _compute_gradients(self, x, y, global_count):
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)  # (B_replica, T, V) float32
+            total, _ = token_loss_sum(y, logits, self.pad_id)
+            loss = total / global_count  # this replica's share of the global mean
+            scaled = self.optimizer.scale_loss(loss) if self.loss_scaled else loss
+        gradients = [_dense(g) for g in tape.gradient(scaled, variables)]
+        return loss, gradients
+
+    def _replica_step_fn(self, x, y):
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        count = tf.reduce_sum(tf.cast(tf.not_equal(y, self.pad_id), tf.float32))
+        if replicas > 1:
+            count = context.all_reduce(SUM, count)
+        loss, gradients = self._gradients(x, y, tf.maximum(count, 1.0))
+        if replicas > 1:
+            gradients = context.all_reduce(SUM, gradients)
+        scale = (tf.cast(self.optimizer.dynamic_scale, tf.float32) if self.loss_scaled
+                 else tf.constant(1.0))
+        if self.clip_norm > 0:
+            gradients, norm = tf.clip_by_global_norm(gradients, self.clip_norm * scale)
+        else:
+            norm = tf.linalg.global_norm(gradients)
+        if replicas > 1:
+            gradients = [g / replicas for g in gradients]
+        learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)  # for this update
+        self.optimizer.apply(gradients, self.model.trainable_variables)
+        return loss, norm / scale, learning_rate
+
+    def _distributed_step(self, iterator):
+        x, y = next(iterator)
+        loss, norm, learning_rate = self.strategy.run(self._replica_step, args=(x, y))
+        self.step.assign_add(1)
+        mean = tf.distribute.ReduceOp.MEAN  # of values equal on every replica
+        return {"loss": self.strategy.reduce(SUM, loss, axis=None),
+                "grad_norm": self.strategy.reduce(mean, norm, axis=None),
+                "learning_rate": self.strategy.reduce(mean, learning_rate, axis=None)}
+
+    def __call__(self, iterator):
+        return self._call(iterator)
+
+
+
+class EvalStep:
+    """`evaluate(dataset)` -> (mean loss over non-pad tokens, perplexity) over all its batches.
+
+    `dataset` is a `tf.data.Dataset` of (x, y) global batches; it is distributed
+    with the strategy and read to the end in one `tf.function` call.
+    """
+
+    def __init__(self, model, strategy, pad_id=PAD_ID, jit_compile=False):
+        self.model = model
+        self.strategy = strategy
+        self.pad_id = pad_id
+        self._replica = tf.function(self._replica_fn, jit_compile=jit_compile)
+        self._run = tf.function(self._run_fn)
+
+    def _replica_fn(self, x, y):
+        logits = self.model(x, training=False)
+        return token_loss_sum(y, logits, self.pad_id)
+
+    def _run_fn(self, distributed):
+        total = tf.constant(0.0, tf.float64)
+        count = tf.constant(0.0, tf.float64)
+        for x, y in distributed:
+            batch_total, batch_count = self.strategy.run(self._replica, args=(x, y))
+            # float64 accumulators: hundreds of batches of ~1e3 nats each.
+            total += tf.cast(self.strategy.reduce(SUM, batch_total, axis=None), tf.float64)
+            count += tf.cast(self.strategy.reduce(SUM, batch_count, axis=None), tf.float64)
+        return total, count
+
+    def __call__(self, distributed_dataset):
+        total, count = self._run(distributed_dataset)
+        if float(count) == 0:
+            raise ValueError("The validation data has no (non-padding) tokens.")
+        loss = float(total) / float(count)
+        return loss, float(tf.exp(loss))

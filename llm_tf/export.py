@@ -114,6 +114,7 @@ class GenerationModule(tf.Module):
         self.max_length = tf.Variable(model.config.max_length, trainable=False, name="max_length")
         self.vocab_size = tf.Variable(model.config.vocab_size, trainable=False, name="vocab_size")
         self._max_length = model.config.max_length
+        self._vocab_size = model.config.vocab_size
         self._pad_id, self._bos_id = tokenizer.pad_id, tokenizer.bos_id
         # A plain Python object: its compiled loop is traced into the functions below.
         self._generator = Generator(model, tokenizer, compile="xla" if jit_compile else "graph")
@@ -170,7 +171,13 @@ class GenerationModule(tf.Module):
         tf.TensorSpec([None, None], tf.int32, name="token_ids"), *_scalar_specs()])
     def generate_ids(self, token_ids, max_new_tokens, temperature, top_k, top_p, seed):
         """Prompt ids (B, N), PAD entries ignored -> new ids int32 (B, max_new_tokens)."""
-        prompt_ids = tf.ragged.boolean_mask(token_ids, token_ids != self._pad_id)
+        checks = [tf.debugging.assert_non_negative(
+                      token_ids, message="`token_ids` must be >= 0 (0 is PAD)"),
+                  tf.debugging.assert_less(
+                      token_ids, self._vocab_size,
+                      message=f"`token_ids` must be < vocab_size={self._vocab_size}")]
+        with tf.control_dependencies(checks):
+            prompt_ids = tf.ragged.boolean_mask(token_ids, token_ids != self._pad_id)
         return self._new_ids(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed)
 
     def signatures(self) -> dict:

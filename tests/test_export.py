@@ -159,6 +159,14 @@ def test_bad_arguments_to_the_saved_model_name_the_argument(loaded, arguments, m
         loaded.generate(tf.constant(["hello"]), max_new_tokens, temperature, top_k, top_p, 0)
 
 
+def test_token_ids_outside_the_vocabulary_are_rejected_by_the_saved_model(loaded):
+    vocab_size = int(loaded.vocab_size.numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"< vocab_size={vocab_size}"):
+        loaded.generate_ids(tf.constant([[5, vocab_size]]), 4, 0.0, 0, 1.0, 0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`token_ids` must be >= 0"):
+        loaded.generate_ids(tf.constant([[5, -2]]), 4, 0.0, 0, 1.0, 0)
+
+
 def test_llm_tf_generate_from_the_saved_model_and_the_run(exported, expected, capsys):
     run_dir = exported[0]
     argv = ["--saved-model", str(run_dir / "saved_model"), "--max-new-tokens", str(MAX_NEW),
@@ -181,7 +189,8 @@ def test_llm_tf_generate_from_the_saved_model_and_the_run(exported, expected, ca
     (["--run", "RUN", "--top-p", "2"], "`top_p` must be"),
     (["--run", "RUN", "--top-k", "-2"], "`top_k` must be"),
     (["--run", "RUN", "--max-new-tokens", "-3"], "`--max-new-tokens` must be >= 0"),
-    (["--run", "RUN", "--max-new-tokens", "40"], r"`max_new_tokens` must be an integer in \[0, 31\]"),
+    (["--run", "RUN", "--max-new-tokens", "40"],
+     r"`max_new_tokens` must be an integer in \[0, 31\]"),
     (["--run", "NOWHERE"], "Run directory .* does not exist"),
     (["--saved-model", "RUN"], "is not a SavedModel directory"),
     (["--saved-model", "NOWHERE"], "SavedModel directory .* does not exist"),

@@ -197,6 +197,15 @@ def test_bad_sampling_arguments_are_rejected_before_decoding(xla, kwargs, name):
         xla.generate(["hello"], 4, **kwargs)
 
 
+def test_prompt_ids_outside_the_vocabulary_are_rejected(xla):
+    vocab_size = xla.model.config.vocab_size
+    with pytest.raises(ValueError,
+                       match=rf"must be in \[0, {vocab_size}\).*from 5 to {vocab_size}"):
+        xla.generate_ids([[5, vocab_size]], 4)
+    with pytest.raises(ValueError, match=r"from -1 to 5"):
+        xla.generate_ids([[5], [-1]], 4)
+
+
 def test_prepare_prompts_left_pads_to_a_common_end():
     prepared = prepare_prompts(ragged_from_lists([[5, 6, 7], [8], []]), 8, 3)
     assert int(prepared.prompt_end) == 3

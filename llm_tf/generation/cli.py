@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "half the context); at most max_length - 1")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="softmax temperature; 0 = greedy (default 1.0)")
-    parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off")
+    parser.add_argument("--top-k", type=int, default=0,
+                        help="keep the k most likely tokens; 0 = off")
     parser.add_argument("--top-p", type=float, default=1.0,
                         help="nucleus sampling mass in (0, 1]; 1 = off")
     parser.add_argument("--seed", type=int, default=None,

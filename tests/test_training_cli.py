@@ -137,6 +137,24 @@ def test_resume_extends_a_finished_run_and_exports(finished_run):
         f"val loss {records[-1]['val_loss']:.4f}")
 
 
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(capsys, tmp_path,
+                                                                      corpus):
+    argv = ["--data", corpus, *TINY_CLI, "--eval_interval=2", "--no-export",
+            "--run-dir", str(tmp_path / "run")]
+    assert cli.main([*argv, "--steps=2"]) == 0
+    capsys.readouterr()
+    assert cli.main([*argv, "--resume", "--steps=8", "--learning_rate=1e30"]) == 1
+    captured = capsys.readouterr()
+    assert re.fullmatch(r"llm-tf: training diverged: the (training|validation) loss is (nan|inf) "
+                        r"at step \d; stopped without saving. The last good checkpoint is "
+                        r".*ckpt-2: lower --learning_rate .*\n", captured.err)
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == [
+        "best", "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+    reader = tf.train.load_checkpoint(str(tmp_path / "run" / "checkpoints" / "ckpt-2"))
+    assert all(np.isfinite(reader.get_tensor(name)).all()
+               for name, dtype in reader.get_variable_to_dtype_map().items() if dtype.is_floating)
+
+
 def test_overrides_set_every_config_that_has_the_field():
     configs = cli.apply_overrides(
         {"model": cli.ModelConfig(), "data": cli.DataConfig(), "train": cli.TrainConfig()},

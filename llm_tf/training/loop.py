@@ -48,6 +48,14 @@ class LoopResult:
     tokens_per_sec: float
 
 
+def _diverged(which, loss, step, checkpoints) -> TrainingDiverged:
+    last = checkpoints.latest_path(checkpoints.directory) if checkpoints else None
+    return TrainingDiverged(
+        f"the {which} loss is {loss} at step {step}; stopped without saving. "
+        + (f"The last good checkpoint is {last}: " if last else "No checkpoint was saved yet: ")
+        + "lower --learning_rate or raise --warmup_steps, then --resume.")
+
+
 def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
              evaluate: Optional[Callable[[], tuple]] = None, checkpoints=None, reporter=None,
              sample: Optional[Callable[[int], str]] = None,
@@ -86,25 +94,21 @@ def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
         seconds = time.perf_counter() - started
         step += 1
         if not math.isfinite(loss):
-            last = checkpoints.latest_path(checkpoints.directory) if checkpoints else None
-            raise TrainingDiverged(
-                f"the training loss is {loss} at step {step}; stopped without saving. "
-                + (f"The last good checkpoint is {last}; " if last else "No checkpoint was "
-                   "saved yet; ")
-                + "lower --learning_rate or raise --warmup_steps, then --resume.")
+            raise _diverged("training", loss, step, checkpoints)
         window_losses.append(loss)
-        if step == start_step + 1 and reporter:
-            reporter.print(f"step {step}: compiled and ran the first step in {seconds:.1f} s")
+        if step == start_step + 1:  # tracing and compiling: not part of the throughput
+            if reporter:
+                reporter.print(f"step {step}: compiled and ran the first step in {seconds:.1f} s")
         else:
             train_time += seconds
             timed_steps += 1
             log_time += seconds
             log_steps += 1
-        if reporter and log_steps:
-            log = step % train.log_interval == 0 or step == train.steps
-            step_ms = 1000 * log_time / log_steps
+        log = step % train.log_interval == 0 or step == last_step
+        if reporter and log_steps and (log or reporter.tty):
             reporter.progress(step, loss, float(metrics["learning_rate"]),
-                              tokens_per_step * log_steps / max(log_time, 1e-9), step_ms,
+                              tokens_per_step * log_steps / max(log_time, 1e-9),
+                              1000 * log_time / log_steps,
                               grad_norm=float(metrics["grad_norm"]), log=log)
             if log:
                 log_time, log_steps = 0.0, 0
@@ -112,8 +116,7 @@ def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
         if step % train.eval_interval == 0 or step == train.steps:
             val_loss, val_perplexity = evaluate() if evaluate else (None, None)
             if val_loss is not None and not math.isfinite(val_loss):
-                raise TrainingDiverged(f"the validation loss is {val_loss} at step {step}; "
-                                       "stopped without saving.")
+                raise _diverged("validation", val_loss, step, checkpoints)
             train_loss = sum(window_losses) / len(window_losses)
             if reporter:  # (a resume drops records newer than its checkpoint)
                 reporter.evaluation(step, train_loss, val_loss, val_perplexity,

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from llm_tf.generation import decode as D
 from llm_tf.generation.generator import Generator
 
 SIGNATURES = ("serving_default", "generate", "generate_ids")
@@ -115,7 +114,7 @@ class GenerationModule(tf.Module):
         self.vocab_size = tf.Variable(model.config.vocab_size, trainable=False, name="vocab_size")
         self._max_length = model.config.max_length
         self._vocab_size = model.config.vocab_size
-        self._pad_id, self._bos_id = tokenizer.pad_id, tokenizer.bos_id
+        self._pad_id = tokenizer.pad_id
         # A plain Python object: its compiled loop is traced into the functions below.
         self._generator = Generator(model, tokenizer, compile="xla" if jit_compile else "graph")
 
@@ -142,8 +141,11 @@ class GenerationModule(tf.Module):
     def _new_ids(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
         """Ragged prompt ids (B, (n)) -> new ids (B, max_new_tokens), PAD after EOS."""
         with tf.control_dependencies(self._check(max_new_tokens, temperature, top_k, top_p)):
-            prepared = D.prepare_prompts(prompt_ids, self._max_length, max_new_tokens,
-                                         self._bos_id, self._pad_id)
+            prompt_ids = prompt_ids.with_row_splits_dtype(tf.int64)
+            prompt_ids = prompt_ids.with_flat_values(tf.identity(prompt_ids.flat_values))
+        # The Generator's own graph: the same layout, loop and slicing as in memory.
+        new_ids, truncated = self._generator.generate_graph(
+            prompt_ids, max_new_tokens, temperature, top_k, top_p, seed)
         room = self._max_length - max_new_tokens
 
         def warn():
@@ -152,12 +154,9 @@ class GenerationModule(tf.Module):
                      output_stream=sys.stderr)
             return tf.constant(True)
 
-        warned = tf.cond(tf.reduce_any(prepared.truncated), warn, lambda: tf.constant(False))
+        warned = tf.cond(tf.reduce_any(truncated), warn, lambda: tf.constant(False))
         with tf.control_dependencies([warned]):
-            tokens = self._generator.decode_tokens(
-                prepared.tokens, prepared.lengths, prepared.prompt_end, max_new_tokens,
-                temperature, top_k, top_p, seed)  # (B, T_max)
-        return tokens[:, prepared.prompt_end:prepared.prompt_end + max_new_tokens]
+            return tf.identity(new_ids)
 
     @tf.function(autograph=False, input_signature=[
         tf.TensorSpec([None], tf.string, name="prompts"), *_scalar_specs()])

@@ -162,6 +162,11 @@ def test_max_new_tokens_zero_gives_nothing(xla):
     assert xla.generate(["hello", "", "a", "b"], 0) == ["", "", "", ""]
 
 
+def test_no_prompts_give_no_rows(xla):
+    assert xla.generate([], 4) == [] and xla.generate_ids([], 4) == []
+    assert list(xla.stream_ids([], 4)) == []
+
+
 def test_empty_prompt_starts_from_bos(xla, tokenizer):
     ids = xla.generate_ids([[BOS_ID]], 6)
     assert xla.generate_ids([[]], 6) == ids

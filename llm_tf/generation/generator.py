@@ -89,6 +89,15 @@ class Generator:
                 tf.TensorSpec((None, self.max_length), tf.int32), tf.TensorSpec((None,), tf.int32),
                 scalar(tf.int32), scalar(tf.int32), scalar(tf.float32), scalar(tf.int32),
                 scalar(tf.float32), scalar(tf.int32)])
+        # Prompts to new ids in one graph (prompt layout, loop, slicing), as the
+        # SavedModel does it: (prompt ids (B, (n)), max_new_tokens, temperature, top_k,
+        # top_p, seed) -> (new ids (B, max_new_tokens), truncated (B,)).
+        self.generate_graph = tf.function(
+            self._generate_graph, autograph=False, input_signature=[
+                tf.RaggedTensorSpec([None, None], tf.int32, ragged_rank=1,
+                                    row_splits_dtype=tf.int64),
+                scalar(tf.int32), scalar(tf.float32), scalar(tf.int32), scalar(tf.float32),
+                scalar(tf.int32)])
         if compile == "eager":
             self._prefill, self._step = self._prefill_fn, self._step_fn
         else:
@@ -105,6 +114,14 @@ class Generator:
                                temperature, top_k, top_p, seed, self.eos_id, self.pad_id,
                                self.prefill_chunk)
 
+    def _generate_graph(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
+        prepared = D.prepare_prompts(prompt_ids, self.max_length, max_new_tokens, self.bos_id,
+                                     self.pad_id)
+        tokens = self.decode_tokens(prepared.tokens, prepared.lengths, prepared.prompt_end,
+                                    max_new_tokens, temperature, top_k, top_p, seed)
+        start = prepared.prompt_end
+        return tokens[:, start:start + max_new_tokens], prepared.truncated
+
     def _prefill_fn(self, tokens, lengths, prompt_end):
         return D.prefill(self.model, tokens, lengths, prompt_end, self.prefill_chunk)
 
@@ -117,10 +134,11 @@ class Generator:
     # -- token ids ---------------------------------------------------------------
 
     def _prepare(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
+        """Checks the arguments; returns (prompt ids RaggedTensor (B, (n)), scalar tensors)."""
         samplers.validate_sampling(temperature, top_k, top_p)
         D.check_max_new_tokens(max_new_tokens, self.max_length)
         if isinstance(prompt_ids, tf.RaggedTensor):
-            ragged = tf.cast(prompt_ids, tf.int32)
+            ragged = tf.cast(prompt_ids, tf.int32).with_row_splits_dtype(tf.int64)
         else:
             ragged = D.ragged_from_lists(prompt_ids)
         flat = ragged.flat_values.numpy()
@@ -128,18 +146,18 @@ class Generator:
         if flat.size and (flat.min() < 0 or flat.max() >= vocab_size):
             raise ValueError(f"Prompt token ids must be in [0, {vocab_size}) (the model's "
                              f"vocab_size). Received ids from {flat.min()} to {flat.max()}.")
-        prepared = D.prepare_prompts(ragged, self.max_length, max_new_tokens, self.bos_id,
-                                     self.pad_id)
-        cut = np.flatnonzero(prepared.truncated.numpy())
+        args = (tf.constant(max_new_tokens, tf.int32), tf.constant(temperature, tf.float32),
+                tf.constant(top_k, tf.int32), tf.constant(top_p, tf.float32),
+                tf.constant(normalize_seed(seed), tf.int32))
+        return ragged, args
+
+    def _warn_if_cut(self, truncated, max_new_tokens) -> None:
+        cut = np.flatnonzero(np.asarray(truncated))
         if cut.size:
             warnings.warn(
                 f"Prompt(s) {cut.tolist()} cut from the left to "
                 f"{self.max_length - max_new_tokens} tokens: max_length={self.max_length} "
                 f"holds the prompt and max_new_tokens={max_new_tokens}.", stacklevel=3)
-        args = (tf.constant(max_new_tokens, tf.int32), tf.constant(temperature, tf.float32),
-                tf.constant(top_k, tf.int32), tf.constant(top_p, tf.float32),
-                tf.constant(normalize_seed(seed), tf.int32))
-        return prepared, args
 
     def generate_ids(self, prompt_ids, max_new_tokens: int, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0,
@@ -163,11 +181,13 @@ class Generator:
                 else int(prompt_ids.nrows())
             new = np.stack(steps, axis=1) if steps else np.zeros((batch, 0), np.int32)
             return D.trim_new_tokens(new, self.eos_id)
-        prepared, args = self._prepare(prompt_ids, max_new_tokens, temperature, top_k, top_p,
-                                       seed)
-        tokens = self.decode_tokens(prepared.tokens, prepared.lengths, prepared.prompt_end, *args)
-        start = int(prepared.prompt_end)
-        return D.trim_new_tokens(tokens[:, start:start + max_new_tokens].numpy(), self.eos_id)
+        ragged, args = self._prepare(prompt_ids, max_new_tokens, temperature, top_k, top_p,
+                                     seed)
+        if int(ragged.nrows()) == 0:
+            return []
+        new_ids, truncated = self.generate_graph(ragged, *args)
+        self._warn_if_cut(truncated.numpy(), max_new_tokens)
+        return D.trim_new_tokens(new_ids.numpy(), self.eos_id)
 
     def stream_ids(self, prompt_ids, max_new_tokens: int, temperature: float = 0.0,
                    top_k: int = 0, top_p: float = 1.0,
@@ -177,9 +197,13 @@ class Generator:
         Same arguments and the same tokens as `generate_ids`, one cached step per
         Python iteration; stops when every row has produced EOS.
         """
-        prepared, (max_new, *sampling) = self._prepare(
+        ragged, (max_new, *sampling) = self._prepare(
             prompt_ids, max_new_tokens, temperature, top_k, top_p, seed)
+        prepared = D.prepare_prompts(ragged, self.max_length, max_new, self.bos_id, self.pad_id)
+        self._warn_if_cut(prepared.truncated.numpy(), max_new_tokens)
         tokens, lengths, prompt_end = prepared.tokens, prepared.lengths, prepared.prompt_end
+        if tokens.shape[0] == 0:
+            return
         cache = self._prefill(tokens, lengths, prompt_end)
         done = tf.zeros([tokens.shape[0]], tf.bool)
         index = prompt_end

@@ -285,7 +285,8 @@ def ragged_from_lists(prompt_ids) -> tf.RaggedTensor:
     """B lists of ints -> int32 RaggedTensor (B, (n)); empty lists allowed."""
     rows = [list(map(int, row)) for row in prompt_ids]
     flat = np.asarray([t for row in rows for t in row], dtype=np.int32)
-    return tf.RaggedTensor.from_row_lengths(flat, np.asarray([len(r) for r in rows], np.int64))
+    splits = np.cumsum([0] + [len(row) for row in rows], dtype=np.int64)
+    return tf.RaggedTensor.from_row_splits(flat, splits, validate=False)
 
 
 def trim_new_tokens(new_tokens: np.ndarray, eos_id: int = EOS_ID) -> list[list[int]]:

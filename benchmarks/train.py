@@ -4,8 +4,10 @@
     python benchmarks/train.py --presets tiny --steps 20 --jit both
 
 MFU = (model FLOPs per token × tokens/s) / peak, where the peak is a measured
-`tf.matmul` of two 2048×2048 matrices on the same machine, in the same precision
-(the README of /work/shared/data measured ~440 GFLOP/s fp32, ~830 bf16 here).
+`tf.matmul` of two 2048×2048 matrices on the same machine, in the same precision,
+right before and after each row (on a quiet 2-core machine of this kind ~440
+GFLOP/s fp32 and ~830 bf16; on a shared one much less, and the load changes by
+the minute, hence the paired measurement).
 Model FLOPs per token, as nanoGPT's `estimate_mfu` (PaLM appendix B):
 6·N for the weights' forward and backward (N = parameters without the position
 table) + 12·L·H·Dh·T for attention scores and weighted sums.
@@ -73,10 +75,10 @@ def flops_per_token(model, config, context_length) -> float:
     return 6 * parameters + 12 * config.num_layers * config.d_model * context_length
 
 
-def measure(preset_name, precision, jit, steps, warmup):
+def measure(preset_name, precision, jit, steps, warmup, batch_size=None):
     preset = get_preset(preset_name)
     config, data, train = preset.model, preset.data, preset.train
-    B, T = data.batch_size, data.context_length
+    B, T = batch_size or data.batch_size, data.context_length
     keras.utils.set_random_seed(0)
     model = TransformerLM(config, dtype=None if precision == "float32" else precision)
     model.build((None, T))
@@ -110,25 +112,28 @@ def main():
     parser.add_argument("--jit", choices=("off", "on", "both"), default="both")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, help="override the presets' batch size "
+                        "(issue 4's calibration timed `small` at batch 16)")
     args = parser.parse_args()
     print(machine())
-    peaks = {"float32": matmul_peak(tf.float32), "bfloat16": matmul_peak(tf.bfloat16)}
-    print(f"tf.matmul {MATMUL_SIZE}x{MATMUL_SIZE}: {peaks['float32'] / 1e9:.0f} GFLOP/s float32, "
-          f"{peaks['bfloat16'] / 1e9:.0f} GFLOP/s bfloat16\n")
+    print("(peak: the better of two `tf.matmul` measurements taken just before and just after "
+          "each row, in that row's precision, so that both sides of MFU see the same load)\n")
     print("| preset | params | tokens/step | precision | XLA | compile s | ms/step | tokens/s "
-          "| model GFLOP/s | MFU |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| model GFLOP/s | matmul peak GFLOP/s | MFU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     jits = {"off": [False], "on": [True], "both": [False, True]}[args.jit]
     for preset in args.presets.split(","):
         for precision in args.precisions.split(","):
+            dtype = tf.float32 if precision == "float32" else tf.bfloat16
             for jit in jits:
-                r = measure(preset, precision, jit, args.steps, args.warmup)
+                before = matmul_peak(dtype, seconds=1.0)
+                r = measure(preset, precision, jit, args.steps, args.warmup, args.batch_size)
+                peak = max(before, matmul_peak(dtype, seconds=1.0))
                 achieved = r["flops_per_token"] * r["tokens_per_sec"]
-                peak = peaks["float32" if precision == "float32" else "bfloat16"]
                 print(f"| {preset} | {r['params'] / 1e6:.2f} M | {r['tokens_per_step']} | "
                       f"{precision} | {'yes' if jit else 'no'} | {r['compile_s']:.1f} | "
                       f"{r['ms']:.1f} | {r['tokens_per_sec']:,.0f} | {achieved / 1e9:.1f} | "
-                      f"{100 * achieved / peak:.1f}% |", flush=True)
+                      f"{peak / 1e9:.0f} | {100 * achieved / peak:.1f}% |", flush=True)
 
 
 if __name__ == "__main__":

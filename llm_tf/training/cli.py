@@ -193,15 +193,22 @@ def _main(argv) -> int:
     result = run.result
     finished = result.step >= configs["train"].steps
     # --- Export (issue 5): RUN_DIR/saved_model, then a generation from it ------
+    status = 0
     if finished and not args.no_export:
-        export_and_sample(run.run_dir, seed=configs["train"].seed)
+        try:
+            export_and_sample(run.run_dir, seed=configs["train"].seed)
+        except Exception as error:  # the trained run is complete and saved regardless
+            reason = (str(error).strip().splitlines() or [""])[0]
+            print(f"llm-tf: export failed ({type(error).__name__}: {reason}); the run is saved: "
+                  f"retry with `llm-tf export {run.run_dir}`", file=sys.stderr)
+            status = 1
     # ---------------------------------------------------------------------------
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     where = (f"weights in {run.run_dir}" if finished else
              f"paused; continue with --resume --run-dir {run.run_dir}")
     print(f"{'done' if finished else 'paused'}: step {result.step}, train loss "
           f"{fmt(result.train_loss)}, val loss {fmt(result.val_loss)} ({where})")
-    return 0
+    return status
 
 
 def export_and_sample(run_dir, seed: int = 0) -> None:

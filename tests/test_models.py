@@ -244,3 +244,8 @@ def test_transformer_encode_decode_before_call_then_save(tmp_path):
     fresh.build()
     fresh.load_weights(tmp_path / "t.weights.h5")
     np.testing.assert_array_equal(fresh((source, target)).numpy(), logits.numpy())
+
+
+def test_transformer_cache_longer_than_its_positions_is_rejected():
+    with pytest.raises(ValueError, match="max_length"):
+        make_transformer().init_cache(1, max_length=21)

@@ -85,7 +85,8 @@ class MultiHeadAttention(keras.layers.Layer):
         output_kernel_initializer: initializer of the output projection kernel
             (GPT-2 scales it down with depth); defaults to `kernel_initializer`.
 
-    Call arguments:
+    Call arguments (in Keras' order, query-value-key, so this layer is a drop-in
+    for `keras.layers.MultiHeadAttention`; the document writes Attention(Q, K, V)):
         query: (B, Tq, D).
         value: (B, Tk, D); defaults to `query` (self-attention).
         key: (B, Tk, D); defaults to `value`.

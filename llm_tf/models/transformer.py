@@ -103,6 +103,10 @@ class Transformer(keras.Model):
 
     def init_cache(self, batch_size, max_length):
         """Zeros (L, B, 2, H, max_length, Dh) for the decoder's self-attention."""
+        if not 0 < max_length <= self.maximum_position_encoding:
+            raise ValueError(
+                "`max_length` must be in [1, maximum_position_encoding="
+                f"{self.maximum_position_encoding}]. Received: max_length={max_length!r}")
         return tf.zeros((self.num_layers, batch_size, 2, self.num_heads, max_length,
                          self.d_model // self.num_heads), dtype=self.compute_dtype)
 

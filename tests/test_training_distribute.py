@@ -126,7 +126,7 @@ def test_multi_worker_mirrored_with_two_local_workers_trains_and_checkpoints(tmp
         workers.append(popen_python(
             ["-m", "llm_tf.train", "--data", corpus, *TINY_CLI, "--steps=4", "--eval_interval=2",
              "--no-export", "--run-dir", str(run_dir)], env=env))
-    outputs = [w.communicate(timeout=600) for w in workers]
+    outputs = [w.communicate(timeout=1800) for w in workers]  # a guard against a hang only
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, f"{out}\n{err}"
     chief_out = outputs[0][0]

@@ -164,7 +164,9 @@ def train(model_config: ModelConfig, data_config: DataConfig, train_config: Trai
 
     data = build_lm_data(data_config, tokenizer, corpus=corpus, start_step=start_step)
     batches = iter(strategy.experimental_distribute_dataset(data.train))
-    val = strategy.experimental_distribute_dataset(data.val)
+    # `eval_batches` > 0 trades exactness for speed on big validation splits.
+    val_data = data.val.take(train_config.eval_batches) if train_config.eval_batches else data.val
+    val = strategy.experimental_distribute_dataset(val_data)
     evaluate_step = EvalStep(model, strategy)
 
     reporter = Reporter(run_dir, train_config.steps, chief=chief, stream=stream, tty=tty)

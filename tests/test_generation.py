@@ -84,8 +84,9 @@ def test_cache_equals_recompute_for_other_positions_and_norms(position_encoding,
     model = scrambled_model(40, seed=1, position_encoding=position_encoding,
                             norm_placement=norm_placement)
     generator = Generator(model, compile="graph", eos_id=-1)
-    assert generator.generate_ids(PROMPTS, 8) == generate_reference(model, PROMPTS, 8,
-                                                                    eos_id=-1)
+    batched = generator.generate_ids(PROMPTS, 8)
+    assert batched == generate_reference(model, PROMPTS, 8, eos_id=-1)
+    assert batched == [generator.generate_ids([prompt], 8)[0] for prompt in PROMPTS]
 
 
 def test_prefill_in_small_chunks_gives_the_same_tokens(model):

@@ -33,6 +33,8 @@ _LAZY = {
     "TransformerLM": "llm_tf.models",
     "Transformer": "llm_tf.models",
     "load": "llm_tf.saving",
+    "Generator": "llm_tf.generation",
+    "export_run": "llm_tf.export",
 }
 
 __all__ = ["PRESETS", "DataConfig", "ModelConfig", "TrainConfig", "get_preset", *_LAZY]

@@ -89,3 +89,5 @@ def test_package_exposes_its_modules_lazily():
     assert llm_tf.data.make_lm_datasets and llm_tf.tokenizers.load_tokenizer
     assert llm_tf.load is llm_tf.saving.load
     assert llm_tf.layers.MultiHeadAttention and llm_tf.models.TransformerLM
+    assert llm_tf.Generator is llm_tf.generation.Generator
+    assert llm_tf.export_run is llm_tf.export.export_run

@@ -108,8 +108,11 @@ class GenerationModule(tf.Module):
                 f"for vocab_size={model.config.vocab_size}: they belong to different runs.")
         self.tokenizer = tokenizer
         # The weights, tracked so that they are saved; the Keras objects are not
-        # (the loaded SavedModel is plain TensorFlow).
-        self.model_variables = list(model.variables)
+        # (the loaded SavedModel is plain TensorFlow). Track the tf.Variables under
+        # Keras 3's wrappers: through the wrappers the graph reads variables that
+        # session-based loaders (saved_model_cli run, TF Serving, the C++ API) cannot
+        # find (keras-team/keras#19274); `tf.saved_model.load` works either way.
+        self.model_variables = [v.value for v in model.variables]
         self.max_length = tf.Variable(model.config.max_length, trainable=False, name="max_length")
         self.vocab_size = tf.Variable(model.config.vocab_size, trainable=False, name="vocab_size")
         self._max_length = model.config.max_length

@@ -131,6 +131,21 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert "dtype: DT_STRING" in out
 
 
+def test_session_based_loaders_run_the_string_signature(exported, expected):
+    """`saved_model_cli run` loads the SavedModel the way TF Serving and the C++ API do
+    (a v1 session), not through `tf.saved_model.load`."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run", "--dir",
+         str(exported[0] / "saved_model"), "--tag_set", "serve", "--signature_def", "generate",
+         "--input_exprs", f"prompts=[{PROMPTS[0]!r}];max_new_tokens={MAX_NEW};"
+         "temperature=0.0;top_k=0;top_p=1.0;seed=0"],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Result for output key texts" in result.stdout
+    assert repr(expected["greedy"][0].encode("utf-8")) in result.stdout
+
+
 def test_token_signature_matches_in_memory_ids_and_ignores_pad(loaded, in_memory):
     # Five rows, as everywhere in this file: each batch size is one XLA compilation.
     prompts = [[5, 6, 7, 8], [9], [10, 11], [12], [13, 14, 15]]

@@ -90,9 +90,7 @@ def save_weights(model, path) -> str:
     path = check_weights_path(path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     temporary = path[: -len(".weights.h5")] + ".tmp.weights.h5"
-    model.save_weights(temporary)
-    if getattr(model, "config", None) is not None:
-        _stamp_config(temporary, model.config)
+    model.save_weights(temporary)  # a TransformerLM stamps its config into the file
     os.replace(temporary, path)
     return path
 
@@ -105,7 +103,8 @@ CONFIG_ATTRIBUTE = "llm_tf_model_config"
 _NON_ARCHITECTURE_FIELDS = ("dropout",)
 
 
-def _stamp_config(path, config: ModelConfig) -> None:
+def stamp_config(path, config: ModelConfig) -> None:
+    """Writes `config` into the weights file at `path` (an HDF5 attribute)."""
     import h5py
 
     with h5py.File(path, "a") as f:
@@ -156,15 +155,24 @@ def check_weights_fit(model, path) -> None:
                 f"It was saved from another configuration (model: {config}).")
 
 
-def load_weights(model, path) -> None:
-    """`model.load_weights` with clear errors for a wrong suffix, a missing file, or
-    weights of another configuration (the differing fields are named)."""
+def check_weights_file(path) -> str:
+    """`check_weights_path`, and a `FileNotFoundError` naming the file if it is missing."""
     path = check_weights_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weights file {path!r} does not exist.")
+    return path
+
+
+def load_weights(model, path) -> None:
+    """`model.load_weights` with clear errors for a wrong suffix, a missing file, or
+    weights of another configuration (the differing fields are named)."""
+    from llm_tf.models import TransformerLM
+
+    path = check_weights_file(path)
     if not model.built:
         model.build()
-    check_weights_fit(model, path)
+    if not isinstance(model, TransformerLM):  # TransformerLM.load_weights checks itself
+        check_weights_fit(model, path)
     model.load_weights(path)
 
 

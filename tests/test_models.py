@@ -249,3 +249,16 @@ def test_transformer_encode_decode_before_call_then_save(tmp_path):
 def test_transformer_cache_longer_than_its_positions_is_rejected():
     with pytest.raises(ValueError, match="max_length"):
         make_transformer().init_cache(1, max_length=21)
+
+
+def test_keras_weights_api_names_the_differing_field(tmp_path):
+    """The document's way — rebuild the model by hand, then `load_weights` — must not
+    silently load a 2-layer file into a 1-layer model (plain Keras does)."""
+    TransformerLM(TINY).save_weights(tmp_path / "lm.weights.h5")
+    other = TransformerLM(TINY.replace(num_layers=1))
+    with pytest.raises(ValueError, match="num_layers: expected 1, found 2"):
+        other.load_weights(tmp_path / "lm.weights.h5")
+    with pytest.raises(ValueError, match=r"\.weights\.h5"):
+        TransformerLM(TINY).save_weights(tmp_path / "encoder_weights.h5")
+    with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
+        TransformerLM(TINY).load_weights(tmp_path / "missing.weights.h5")

@@ -155,6 +155,32 @@ class TransformerLM(keras.Model):
             return self._logits(x), tuple(new_cache)  # (B, t, V), L × (B, 2, H, T_max, Dh)
         return self._logits(x), tf.stack(new_cache)  # (B, t, V), (L, B, 2, H, T_max, Dh)
 
+    # -- weights files ----------------------------------------------------------
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """Keras' `save_weights`, plus this model's config stamped into the file, so that
+        `load_weights` into a model of another configuration names the field that differs."""
+        from llm_tf import saving
+
+        saving.check_weights_path(filepath)
+        self.build()
+        super().save_weights(filepath, overwrite=overwrite, **kwargs)
+        saving.stamp_config(filepath, self.config)
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Keras' `load_weights`, after checking the file belongs to this configuration.
+
+        Plain Keras would load a 4-layer file into a 2-layer model without a word
+        (the extra layers are ignored); here a `ValueError` names the differing field.
+        """
+        from llm_tf import saving
+
+        saving.check_weights_file(filepath)
+        self.build()
+        if not skip_mismatch:
+            saving.check_weights_fit(self, filepath)
+        super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+
     def compute_output_shape(self, token_ids_shape):
         return tuple(token_ids_shape) + (self.config.vocab_size,)
 

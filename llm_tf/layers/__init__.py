@@ -12,7 +12,7 @@ Masks are boolean, True = "may attend" / "is a real token".
 
 Reading order, following the design document:
     masks -> attention (§4.1) -> position -> feed_forward -> block (residual rule)
-    -> encoder (§3.2, §4.2) -> decoder (§3.3, §4.3) -> embedding
+    -> embedding -> stack -> encoder (§3.2, §4.2) -> decoder (§3.3, §4.3)
 """
 
 from llm_tf.layers.attention import (MultiHeadAttention, attention_weights,
@@ -24,13 +24,14 @@ from llm_tf.layers.encoder import EncoderLayer, TransformerEncoder
 from llm_tf.layers.feed_forward import FeedForward
 from llm_tf.layers.masks import (causal_mask, combine_masks, decoder_self_attention_mask,
                                  key_padding_mask, padding_mask)
+from llm_tf.layers.stack import TransformerStack
 from llm_tf.layers.position import (PositionalEncoding, PositionEmbedding, apply_rotary,
                                     sinusoidal_table)
 
 __all__ = [
     "DecoderLayer", "EncoderLayer", "FeedForward", "MultiHeadAttention", "PositionEmbedding",
     "PositionalEncoding", "TokenAndPositionEmbedding", "TransformerBlock", "TransformerDecoder",
-    "TransformerEncoder", "apply_rotary", "attention_weights", "causal_mask", "combine_masks",
+    "TransformerEncoder", "TransformerStack", "apply_rotary", "attention_weights", "causal_mask", "combine_masks",
     "decoder_self_attention_mask", "key_padding_mask", "padding_mask",
     "scaled_dot_product_attention", "sinusoidal_table",
 ]

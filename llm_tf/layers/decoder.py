@@ -3,11 +3,10 @@
 import keras
 import tensorflow as tf
 
-from llm_tf._validation import check_positive
 from llm_tf.layers.block import TransformerBlock
-from llm_tf.layers.embedding import TokenAndPositionEmbedding
 from llm_tf.layers.masks import key_padding_mask
 from llm_tf.layers.masks import padding_mask as token_padding_mask
+from llm_tf.layers.stack import TransformerStack
 
 
 @keras.saving.register_keras_serializable(package="llm_tf")
@@ -112,16 +111,14 @@ class DecoderLayer(TransformerBlock):
 
 
 @keras.saving.register_keras_serializable(package="llm_tf")
-class TransformerDecoder(keras.layers.Layer):
+class TransformerDecoder(TransformerStack):
     """Embedding (× √D) + sinusoidal positions + `num_layers` decoder layers.
 
     The target-side twin of `TransformerEncoder`, attending to its outputs.
 
     Args:
-        num_layers, d_model, num_heads, dff, dropout_rate, norm_placement,
-        activation, pad_id, layer_norm_epsilon: as in `TransformerEncoder`.
         target_vocab_size: V of the target tokens.
-        maximum_position_encoding: longest target accepted.
+        Others: see `TransformerStack`.
 
     Call arguments:
         token_ids: int (B, T); with a cache, the t new tokens (B, t).
@@ -138,44 +135,18 @@ class TransformerDecoder(keras.layers.Layer):
         (B, T, D); then the updated cache if given; then the weights if asked for.
     """
 
-    def __init__(self, num_layers, d_model, num_heads, dff, target_vocab_size,
-                 maximum_position_encoding=10000, dropout_rate=0.1, norm_placement="post",
-                 activation="relu", pad_id=0, layer_norm_epsilon=1e-5, **kwargs):
-        super().__init__(**kwargs)
-        check_positive("num_layers", num_layers)
-        self.num_layers = num_layers
-        self.d_model = d_model
-        self.num_heads = num_heads
-        self.dff = dff
+    def __init__(self, num_layers, d_model, num_heads, dff, target_vocab_size, **kwargs):
+        super().__init__(num_layers, d_model, num_heads, dff, target_vocab_size, **kwargs)
         self.target_vocab_size = target_vocab_size
-        self.maximum_position_encoding = maximum_position_encoding
-        self.dropout_rate = dropout_rate
-        self.norm_placement = norm_placement
-        self.activation = activation
-        self.pad_id = pad_id
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.embedding = TokenAndPositionEmbedding(
-            target_vocab_size, d_model, maximum_position_encoding,
-            position_encoding="sinusoidal", scale_embeddings=True, dropout=dropout_rate,
-            name="embedding", dtype=self.dtype_policy)
         self.decoder_layers = [
             DecoderLayer(d_model, num_heads, dff, use_cross_attention=True,
-                         dropout=dropout_rate, norm_placement=norm_placement,
-                         activation=activation, layer_norm_epsilon=layer_norm_epsilon,
-                         name=f"decoder_layer_{i}", dtype=self.dtype_policy)
+                         name=f"decoder_layer_{i}", **self.block_arguments())
             for i in range(num_layers)]
-        self.final_norm = (keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, name="final_norm", dtype=self.dtype_policy)
-            if norm_placement == "pre" else None)
 
     def build(self, token_ids_shape, encoder_outputs_shape=None):
-        self.embedding.build(token_ids_shape)
         hidden_shape = tuple(token_ids_shape) + (self.d_model,)
-        for layer in self.decoder_layers:
-            layer.build(hidden_shape, encoder_outputs_shape or hidden_shape)
-        if self.final_norm is not None:
-            self.final_norm.build(hidden_shape)
-        self.built = True
+        self.build_stack(token_ids_shape, self.decoder_layers,
+                         encoder_outputs_shape or hidden_shape)
 
     def call(self, token_ids, encoder_outputs, encoder_padding_mask=None, padding_mask=None,
              cache=None, cache_index=None, training=None, return_attention_scores=False):
@@ -198,30 +169,12 @@ class TransformerDecoder(keras.layers.Layer):
                 caches.append(outputs[1])
             if return_attention_scores:
                 scores.append(outputs[-1])
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        results = (x,)
+        results = (self.normalize_output(x),)
         if cache is not None:
             results += (tf.stack(caches),)
         if return_attention_scores:
             results += (scores,)
         return results[0] if len(results) == 1 else results
 
-    def compute_output_shape(self, token_ids_shape, *args, **kwargs):
-        return tuple(token_ids_shape) + (self.d_model,)
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "num_layers": self.num_layers,
-            "d_model": self.d_model,
-            "num_heads": self.num_heads,
-            "dff": self.dff,
-            "target_vocab_size": self.target_vocab_size,
-            "maximum_position_encoding": self.maximum_position_encoding,
-            "dropout_rate": self.dropout_rate,
-            "norm_placement": self.norm_placement,
-            "activation": self.activation,
-            "pad_id": self.pad_id,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
+        return {**super().get_config(), "target_vocab_size": self.target_vocab_size}

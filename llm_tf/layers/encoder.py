@@ -2,11 +2,10 @@
 
 import keras
 
-from llm_tf._validation import check_positive
 from llm_tf.layers.block import TransformerBlock
-from llm_tf.layers.embedding import TokenAndPositionEmbedding
 from llm_tf.layers.masks import combine_masks, key_padding_mask
 from llm_tf.layers.masks import padding_mask as token_padding_mask
+from llm_tf.layers.stack import TransformerStack
 
 
 @keras.saving.register_keras_serializable(package="llm_tf")
@@ -57,7 +56,7 @@ class EncoderLayer(TransformerBlock):
 
 
 @keras.saving.register_keras_serializable(package="llm_tf")
-class TransformerEncoder(keras.layers.Layer):
+class TransformerEncoder(TransformerStack):
     """Embedding (× √D) + sinusoidal positions + `num_layers` encoder layers.
 
     This is the constructor the design document calls in §5.1, made real. (The
@@ -65,19 +64,10 @@ class TransformerEncoder(keras.layers.Layer):
     so it cannot be one: use `llm_tf.models.TransformerLM` for that.)
 
     Args:
-        num_layers: number of `EncoderLayer`s.
-        d_model: D.
-        num_heads: H.
-        dff: F.
         input_vocab_size: V of the source tokens.
-        maximum_position_encoding: rows of the sinusoidal table, the longest
-            source accepted (the document uses 10000).
-        dropout_rate: dropout everywhere.
-        norm_placement: "post" (the paper, the document) or "pre" (adds a final
-            LayerNorm).
-        activation: feed-forward activation.
-        pad_id: token id treated as padding when no `padding_mask` is given.
-        layer_norm_epsilon: LayerNorm epsilon.
+        Others: see `TransformerStack` (num_layers, d_model, num_heads, dff,
+            maximum_position_encoding, dropout_rate, norm_placement, activation,
+            pad_id, layer_norm_epsilon).
 
     Call arguments:
         token_ids: int (B, S).
@@ -88,44 +78,16 @@ class TransformerEncoder(keras.layers.Layer):
         (B, S, D). Outputs at padded positions are computed but meaningless.
     """
 
-    def __init__(self, num_layers, d_model, num_heads, dff, input_vocab_size,
-                 maximum_position_encoding=10000, dropout_rate=0.1, norm_placement="post",
-                 activation="relu", pad_id=0, layer_norm_epsilon=1e-5, **kwargs):
-        super().__init__(**kwargs)
-        check_positive("num_layers", num_layers)
-        self.num_layers = num_layers
-        self.d_model = d_model
-        self.num_heads = num_heads
-        self.dff = dff
+    def __init__(self, num_layers, d_model, num_heads, dff, input_vocab_size, **kwargs):
+        super().__init__(num_layers, d_model, num_heads, dff, input_vocab_size, **kwargs)
         self.input_vocab_size = input_vocab_size
-        self.maximum_position_encoding = maximum_position_encoding
-        self.dropout_rate = dropout_rate
-        self.norm_placement = norm_placement
-        self.activation = activation
-        self.pad_id = pad_id
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.embedding = TokenAndPositionEmbedding(
-            input_vocab_size, d_model, maximum_position_encoding,
-            position_encoding="sinusoidal", scale_embeddings=True, dropout=dropout_rate,
-            name="embedding", dtype=self.dtype_policy)
         self.encoder_layers = [
-            EncoderLayer(d_model, num_heads, dff, dropout=dropout_rate,
-                         norm_placement=norm_placement, activation=activation,
-                         layer_norm_epsilon=layer_norm_epsilon, name=f"encoder_layer_{i}",
-                         dtype=self.dtype_policy)
+            EncoderLayer(d_model, num_heads, dff, name=f"encoder_layer_{i}",
+                         **self.block_arguments())
             for i in range(num_layers)]
-        self.final_norm = (keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, name="final_norm", dtype=self.dtype_policy)
-            if norm_placement == "pre" else None)
 
-    def build(self, input_shape):
-        self.embedding.build(input_shape)
-        hidden_shape = tuple(input_shape) + (self.d_model,)
-        for layer in self.encoder_layers:
-            layer.build(hidden_shape)
-        if self.final_norm is not None:
-            self.final_norm.build(hidden_shape)
-        self.built = True
+    def build(self, token_ids_shape):
+        self.build_stack(token_ids_shape, self.encoder_layers)
 
     def call(self, token_ids, padding_mask=None, training=None):
         if padding_mask is None:
@@ -133,23 +95,7 @@ class TransformerEncoder(keras.layers.Layer):
         x = self.embedding(token_ids, training=training)  # (B, S, D)
         for layer in self.encoder_layers:
             x = layer(x, padding_mask=padding_mask, training=training)
-        return x if self.final_norm is None else self.final_norm(x)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape) + (self.d_model,)
+        return self.normalize_output(x)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "num_layers": self.num_layers,
-            "d_model": self.d_model,
-            "num_heads": self.num_heads,
-            "dff": self.dff,
-            "input_vocab_size": self.input_vocab_size,
-            "maximum_position_encoding": self.maximum_position_encoding,
-            "dropout_rate": self.dropout_rate,
-            "norm_placement": self.norm_placement,
-            "activation": self.activation,
-            "pad_id": self.pad_id,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
+        return {**super().get_config(), "input_vocab_size": self.input_vocab_size}

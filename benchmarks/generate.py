@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import tempfile
 import time
 
@@ -32,21 +30,11 @@ from llm_tf.export import export_model, load_saved_model  # noqa: E402
 from llm_tf.generation import Generator, generate_reference  # noqa: E402
 from llm_tf.models import TransformerLM  # noqa: E402
 from llm_tf.tokenizers import ByteTokenizer  # noqa: E402
+from machine import describe_machine  # benchmarks/machine.py
 
 PROMPT_LENGTH = 16
 PATHS = ("document-style (full recompute, tf.function)", "cached, eager",
          "cached, tf.function", "cached, tf.function + XLA", "exported SavedModel (XLA)")
-
-
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-        cpu = f"{fields['Model name'].strip()}, {fields['CPU(s)'].strip()} CPU(s)"
-    except (OSError, KeyError):
-        cpu = platform.processor() or "unknown CPU"
-    return (f"{cpu}; Linux {platform.release()}; Python {platform.python_version()}; "
-            f"TensorFlow {tf.__version__}; load average at start {os.getloadavg()[0]:.1f}")
 
 
 def build_model(max_new_tokens: int) -> TransformerLM:
@@ -78,7 +66,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one repeat, for a smoke run")
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
-    print(f"Machine: {machine()}")
+    print(f"Machine: {describe_machine()}")
 
     model = build_model(max(args.new_tokens))
     tokenizer = ByteTokenizer()
@@ -118,7 +106,7 @@ def main() -> None:
                           f"{batch * new_tokens / seconds:9.1f} tokens/s ({seconds:.2f} s)",
                           flush=True)
 
-    print(f"\nMachine: {machine().split('; load')[0]}; load average at end "
+    print(f"\nMachine: {describe_machine().split('; load')[0]}; load average at end "
           f"{os.getloadavg()[0]:.1f}\n")
     print("| path | new tokens | batch | tokens/s | seconds | same tokens as full recompute |")
     print("|---|---:|---:|---:|---:|:-:|")

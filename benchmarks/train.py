@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -35,19 +33,9 @@ from llm_tf.config import get_preset  # noqa: E402
 from llm_tf.models import TransformerLM  # noqa: E402
 from llm_tf.training.optimizer import make_optimizer  # noqa: E402
 from llm_tf.training.step import TrainStep  # noqa: E402
+from machine import describe_machine  # benchmarks/machine.py
 
 MATMUL_SIZE = 2048
-
-
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-        cpu = f"{fields['Model name'].strip()}, {fields['CPU(s)'].strip()} CPU(s)"
-    except (OSError, KeyError):
-        cpu = platform.processor() or "unknown CPU"
-    return (f"{cpu}; TensorFlow {tf.__version__}, Keras {keras.__version__}; "
-            f"load average at start {os.getloadavg()[0]:.1f}")
 
 
 def matmul_peak(dtype, seconds=2.0) -> float:
@@ -115,7 +103,7 @@ def main():
     parser.add_argument("--batch-size", type=int, help="override the presets' batch size "
                         "(issue 4's calibration timed `small` at batch 16)")
     args = parser.parse_args()
-    print(machine())
+    print(describe_machine())
     print("(peak: the better of two `tf.matmul` measurements taken just before and just after "
           "each row, in that row's precision, so that both sides of MFU see the same load)\n")
     print("| preset | params | tokens/step | precision | XLA | compile s | ms/step | tokens/s "

@@ -175,7 +175,7 @@ class TransformerLM(keras.Model):
         """
         from llm_tf import saving
 
-        saving.check_weights_file(filepath)
+        filepath = saving.check_weights_file(filepath)
         self.build()
         if not skip_mismatch:
             saving.check_weights_fit(self, filepath)

@@ -11,6 +11,7 @@ after printing a one-line error (no traceback): the `UsageError` convention.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -39,7 +40,15 @@ def run_main(body, argv) -> int:
         return 130
 
 
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ log lines (CUDA probes, oneDNN notices) unless the user set
+    TF_CPP_MIN_LOG_LEVEL: on a CPU they are noise between the command's own lines. Errors
+    still arrive as Python exceptions. Must run before TensorFlow is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def main(argv=None) -> int:
+    quiet_tensorflow()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)

@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import os
 import sys
 import time
 
-from llm_tf.cli import UsageError, run_main
+from llm_tf.cli import UsageError, quiet_tensorflow, run_main
 from llm_tf.config import PRESETS, DataConfig, ModelConfig, TrainConfig, get_preset
 
 CONFIGS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -163,7 +162,7 @@ def resolve(args, overrides: dict[str, str]) -> dict:
 
 
 def _main(argv) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING noise
+    quiet_tensorflow()
     args, rest = build_parser().parse_known_args(argv)
     configs = resolve(args, parse_overrides(rest))
     run_dir = args.run_dir or f"{DEFAULT_RUNS_DIR}/{args.preset or DEFAULT_PRESET}-" \

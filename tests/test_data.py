@@ -194,14 +194,21 @@ def test_split_windows_and_static_shapes(stream, streaming):
         for row in np.concatenate([x, y[:, -1:]], axis=1):
             # Every window is T+1 consecutive tokens of the training split only.
             assert row.tobytes() in train_windows
-    # Validation: the whole split, in order, in consecutive windows of stride T.
+    # Validation: the whole split, in order, in consecutive windows of stride T; the
+    # tail of the last window and of the last batch is PAD (no loss, never attended to
+    # by a real position).
     val = stream[n_train:]
+    assert (len(val) - 1) % T and ((len(val) - 1) // T + 1) % B  # both paddings happen here
     val_x = np.concatenate([x for x, _ in _batches(data.val)])
     val_y = np.concatenate([y for _, y in _batches(data.val)])
-    assert len(val_x) == data.val_batches * B == ((len(val) - 1) // T) // B * B
+    assert len(val_x) == data.val_batches * B == -(-(-(-(len(val) - 1) // T)) // B) * B
+    targets = val_y.reshape(-1)
+    np.testing.assert_array_equal(targets[targets != PAD_ID], val[1:])  # each once, in order
     for k, (x, y) in enumerate(zip(val_x, val_y)):
-        np.testing.assert_array_equal(x, val[k * T:k * T + T])
-        np.testing.assert_array_equal(y, val[k * T + 1:k * T + T + 1])
+        real = len(val[k * T + 1:k * T + T + 1])
+        np.testing.assert_array_equal(x[:real], val[k * T:k * T + real])
+        np.testing.assert_array_equal(y[:real], val[k * T + 1:k * T + T + 1])
+        assert (y[real:] == PAD_ID).all() and (x[real + 1:] == PAD_ID).all()
 
 
 def test_in_memory_epoch_visits_every_offset_once():

@@ -20,10 +20,13 @@ windows with stride T (every token is a target once per epoch), shuffled in a
 `shuffle_buffer` of windows with `seed`.
 
 **Validation windows.** The whole validation split in consecutive windows
-(stride T: every validation token is predicted exactly once, with up to T
-tokens of context), in order, unshuffled; the last partial batch is dropped
-so shapes stay static. No window crosses the train/validation boundary: the
-two splits are windowed separately.
+(stride T: every validation token after the first is predicted exactly once,
+with up to T tokens of context), in order, unshuffled. Shapes stay static
+without dropping anything: the last, partial window is completed with PAD (its
+PAD inputs come after its real tokens, so causal attention never lets them
+reach a real position; its PAD targets carry no loss), and the last batch is
+filled with all-PAD windows. No window crosses the train/validation boundary:
+the two splits are windowed separately.
 
 **Resuming.** Two exact ways: `start_step=k` makes the training dataset start
 at batch k of the uninterrupted run (in memory: computed, not replayed;
@@ -42,6 +45,7 @@ import tensorflow as tf
 
 from llm_tf.config import DataConfig
 from llm_tf.data.corpora import Corpus, DataError, load_corpus
+from llm_tf.tokenizers.base import PAD_ID
 
 DEFAULT_MAX_IN_MEMORY_TOKENS = 16 * 2**20
 DEFAULT_SHUFFLE_BUFFER = 10_000
@@ -56,7 +60,8 @@ class LMData:
         train, val: datasets of `(x, y)`, each int32 (B, T), y = x shifted left by one.
         num_train_tokens, num_val_tokens: sizes of the two splits.
         train_windows: training windows per epoch.
-        val_batches: batches in one pass over `val` (the whole validation split).
+        val_batches: batches in one pass over `val` (the whole validation split,
+            its tail padded with PAD).
         streaming: whether the token stream is re-read from the corpus (big
             corpora) rather than held in memory.
     """
@@ -115,6 +120,22 @@ def stride_windows(chunks: tf.data.Dataset, context_length: int) -> tf.data.Data
         return buffer[n * T:], (windows[:, :-1], windows[:, 1:])          # (n, T), (n, T)
 
     return chunks.scan(tf.zeros([0], tf.int32), step).unbatch()
+
+
+def whole_split_batches(chunks: tf.data.Dataset, num_tokens: int, context_length: int,
+                        batch_size: int, pad_id: int = PAD_ID) -> tf.data.Dataset:
+    """`(x, y)` batches (B, T) in which each of the `num_tokens` tokens after the first is a
+    target exactly once; the rest of the last window and of the last batch is PAD.
+
+    Returns:
+        a dataset of ceil(ceil((num_tokens - 1) / T) / B) batches.
+    """
+    T, B = context_length, batch_size
+    if (num_tokens - 1) % T:  # a partial last window: complete it with PAD
+        chunks = chunks.concatenate(tf.data.Dataset.from_tensors(tf.fill([T], pad_id)))
+    padding_window = tf.fill([T], pad_id)
+    filler = tf.data.Dataset.from_tensors((padding_window, padding_window)).repeat(B - 1)
+    return stride_windows(chunks, T).concatenate(filler).batch(B, drop_remainder=True)
 
 
 def _count_tokens(corpus, tokenizer, keep_limit):
@@ -220,9 +241,10 @@ def build_lm_data(data_config: DataConfig, tokenizer, *, corpus: Optional[Corpus
         train = _random_offset_batches(train_tokens, train_windows, train_stride, W, B, seed,
                                        start_step, epochs)
     train = train.prefetch(AUTOTUNE)
-    val = stride_windows(val_chunks, T).batch(B, drop_remainder=True).prefetch(AUTOTUNE)
+    val = whole_split_batches(val_chunks, n_val, T, B, tokenizer.pad_id).prefetch(AUTOTUNE)
+    val_batches = -(-(-(-(n_val - 1) // T)) // B)  # ceil(ceil((n_val - 1) / T) / B)
     return LMData(train=train, val=val, num_train_tokens=n_train, num_val_tokens=n_val,
-                  train_windows=train_windows, val_batches=val_windows // B,
+                  train_windows=train_windows, val_batches=val_batches,
                   streaming=bool(streaming))
 
 

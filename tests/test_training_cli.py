@@ -164,6 +164,18 @@ def test_overrides_set_every_config_that_has_the_field():
     assert configs["train"].jit_compile is True and configs["train"].learning_rate == 3e-4
 
 
+@pytest.mark.parametrize("argv, expected", [
+    ([], True),                                   # the tiny preset compiles its step with XLA
+    (["--no-jit-compile"], False),
+    (["--jit_compile=false"], False),
+    (["--preset", "small"], False),               # XLA slowed `small` down (docs/training.md)
+    (["--preset", "small", "--jit-compile"], True),
+])
+def test_xla_follows_the_preset_unless_the_command_line_says(argv, expected):
+    args, rest = cli.build_parser().parse_known_args(argv)
+    assert cli.resolve(args, cli.parse_overrides(rest))["train"].jit_compile is expected
+
+
 def test_python_dash_m_entry_point_prints_help():
     out = run_python(["-m", "llm_tf.train", "--help"]).stdout
     assert "--preset" in out and "num_layers (model: int)" in out and "seed (data/train: int)" in out

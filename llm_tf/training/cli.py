@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", help="optimizer steps in total")
     parser.add_argument("--seed", help="seed of initialisation, dropout and data order")
     parser.add_argument("--precision", help="float32, mixed_bfloat16 or mixed_float16")
-    parser.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
+    parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction,
+                        help="compile the train step with XLA (default: the preset's choice)")
     parser.add_argument("--strategy", default="auto",
                         help="auto, default, mirrored, multi_worker or tpu (default auto)")
     parser.add_argument("--tpu", help="TPU address or name")
@@ -149,8 +150,8 @@ def resolve(args, overrides: dict[str, str]) -> dict:
         configs = {"model": preset.model, "data": preset.data, "train": preset.train}
     named = {field: getattr(args, option) for option, field in FIELD_OPTIONS.items()
              if getattr(args, option) is not None}
-    if args.jit_compile:
-        named["jit_compile"] = "true"
+    if args.jit_compile is not None:
+        named["jit_compile"] = str(args.jit_compile).lower()
     configs = apply_overrides(configs, {**named, **overrides}, extra_names=(
         "preset", "run_dir", "resume", "overwrite", "jit_compile", "strategy", "tpu",
         "no_sample", "no_export", "data", "stop_at"))

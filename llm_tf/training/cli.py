@@ -25,7 +25,7 @@ import difflib
 import sys
 import time
 
-from llm_tf.cli import UsageError, quiet_tensorflow, run_main
+from llm_tf.cli import UsageError, import_tensorflow, quiet_tensorflow, run_main
 from llm_tf.config import PRESETS, DataConfig, ModelConfig, TrainConfig, get_preset
 
 CONFIGS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -176,7 +176,8 @@ def _main(argv) -> int:
     elif is_chief_task():  # before TensorFlow starts: bad input fails fast
         rundir.prepare_new(run_dir, args.overwrite)
 
-    from llm_tf.training.distribute import get_strategy  # imports TensorFlow
+    import_tensorflow()
+    from llm_tf.training.distribute import get_strategy
     strategy = get_strategy(args.strategy, tpu=args.tpu)
     from llm_tf.training.loop import TrainingDiverged
     from llm_tf.training.run import train

@@ -75,10 +75,12 @@ def test_jit_compiled_step_matches_the_graph_step():
     assert "HloModule" in xla._replica_step.experimental_get_compiler_ir(x, y)(stage="hlo")
 
 
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_trains_on_cpu_with_float32_logits(precision):
+def test_mixed_precision_trains_on_cpu_with_float32_logits(precision, jit_compile):
+    # XLA too: the `tiny` preset compiles its step, loss scaling included under mixed_float16.
     _, _, train = tiny_configs(steps=25, learning_rate=3e-3)
-    step = make_step(train, dtype=precision)
+    step = make_step(train, dtype=precision, jit_compile=jit_compile)
     assert step.model.compute_dtype == precision.split("_")[1]
     assert all(v.dtype == "float32" for v in step.model.trainable_variables)
     batch = next(iter(random_batches(64)))

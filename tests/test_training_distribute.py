@@ -65,12 +65,16 @@ x, y = zip(*random_batches(64, count=12))
 y = [tf.concat([t[:4], tf.concat([t[4:, :5], tf.zeros_like(t[4:, 5:])], 1)], 0) for t in y]
 data = tf.data.Dataset.from_tensor_slices((tf.stack(x), tf.stack(y)))
 
-def run(strategy):
+def run(strategy, keras_adamw=False):
     with strategy.scope():
         model = TransformerLM(model_config)
         model.build((None, 32))
         model.set_weights(initial.get_weights())
-        optimizer = make_optimizer(train, model.trainable_variables, 32)
+        if keras_adamw:  # an optimizer that sums over the replicas itself: TrainStep hands it g / R
+            optimizer = keras.optimizers.AdamW(1e-3, weight_decay=0.1)
+            optimizer.build(model.trainable_variables)
+        else:  # llm_tf's AdamW takes the all-reduced gradients as they are
+            optimizer = make_optimizer(train, model.trainable_variables, 32)
         step = TrainStep(model, optimizer, strategy, clip_norm=0.3)  # the clip is active
     batches = iter(strategy.experimental_distribute_dataset(data))
     metrics = [step(batches) for _ in range(12)]
@@ -80,7 +84,10 @@ def run(strategy):
             "norms": [float(m["grad_norm"]) for m in metrics], "val": val[0],
             "weights": [w.ravel()[:50].tolist() for w in model.get_weights()]}
 
-print(json.dumps({"one": run(tf.distribute.get_strategy()), "two": run(get_strategy("mirrored"))}))
+one_device, mirrored = tf.distribute.get_strategy(), get_strategy("mirrored")
+print(json.dumps({"one": run(one_device), "two": run(mirrored),
+                  "one_keras": run(one_device, keras_adamw=True),
+                  "two_keras": run(mirrored, keras_adamw=True)}))
 """
 
 
@@ -91,14 +98,14 @@ def test_mirrored_on_two_cpus_equals_one_device():
     env["PYTHONPATH"] = os.pathsep.join([tests_dir, env["PYTHONPATH"]])
     out = run_python(MIRRORED_VS_ONE_DEVICE, env=env).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    one, two = result["one"], result["two"]
-    assert (one["replicas"], two["replicas"]) == (1, 2)
-    assert min(one["norms"]) > 0.3  # every step was clipped
-    np.testing.assert_allclose(two["losses"], one["losses"], atol=1e-5, rtol=0)
-    assert one["losses"][-1] < one["losses"][0]
-    assert two["val"] == pytest.approx(one["val"], abs=1e-5)
-    for a, b in zip(one["weights"], two["weights"]):
-        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    for one, two in [(result["one"], result["two"]), (result["one_keras"], result["two_keras"])]:
+        assert (one["replicas"], two["replicas"]) == (1, 2)
+        assert min(one["norms"]) > 0.3  # every step was clipped
+        np.testing.assert_allclose(two["losses"], one["losses"], atol=1e-5, rtol=0)
+        assert one["losses"][-1] < one["losses"][0]
+        assert two["val"] == pytest.approx(one["val"], abs=1e-5)
+        for a, b in zip(one["weights"], two["weights"]):
+            np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
 
 
 def free_ports(n):

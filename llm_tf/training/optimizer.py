@@ -35,10 +35,22 @@ class AdamW(keras.optimizers.AdamW):
         θ ← θ − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε)
     """
 
+    # Keras 3 sums the gradients over the replicas inside `apply`. `TrainStep` all-reduces them
+    # itself (it must, to clip the global norm) and sets this, so they cross the wire once;
+    # `model.fit` leaves it False and relies on Keras' sum.
+    gradients_are_reduced = False
+
     def __init__(self, *args, **kwargs):
         if kwargs.get("amsgrad"):
             raise ValueError("llm_tf's AdamW does not implement amsgrad. Received: amsgrad=True")
         super().__init__(*args, **kwargs)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # Overrides Keras' TensorFlow optimizer (keras/src/backend/tensorflow/optimizer.py);
+        # tests/test_training_distribute.py checks 2 replicas = 1 device through this path.
+        if self.gradients_are_reduced:
+            return list(grads_and_vars)
+        return super()._all_reduce_sum_gradients(grads_and_vars)
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)

@@ -6,12 +6,13 @@ One optimizer step, on each replica (`strategy.run`):
     backward (tf.GradientTape)
     all-reduce the gradients (SUM): now every replica holds the global batch's gradient
     clip by global norm       (after the all-reduce: clipping per replica is another algorithm)
-    optimizer.apply(g / R)    (Keras 3 sums gradients over the R replicas again inside
-                               `apply`; handing it g / R makes that sum g, exactly for R = 2^k)
+    optimizer.apply(g)
 
-With one replica (the default strategy) both all-reduces are identities and
-cost nothing. With several, the gradients cross the wire twice; the price of
-clipping the true global norm with Keras' public optimizer API.
+Keras 3 optimizers sum the gradients over the replicas again inside `apply`.
+llm_tf's `AdamW` is told not to (`gradients_are_reduced`), so the gradients
+cross the wire once. Any other Keras optimizer gets g / R, which its own sum
+turns back into g (exactly for R = 2^k), at the price of a second all-reduce.
+With one replica (the default strategy) the all-reduces are identities.
 
 Mixed float16: the loss is multiplied by the `LossScaleOptimizer`'s scale, so
 the gradients are too; clipping them at `clip_norm × scale` equals clipping the
@@ -62,6 +63,10 @@ class TrainStep:
         self.clip_norm = float(clip_norm)
         self.pad_id = pad_id
         self.loss_scaled = hasattr(optimizer, "scale_loss") and hasattr(optimizer, "dynamic_scale")
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        self._optimizer_sums_again = not hasattr(inner, "gradients_are_reduced")
+        if not self._optimizer_sums_again:
+            inner.gradients_are_reduced = True
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -99,7 +104,7 @@ class TrainStep:
             gradients, norm = tf.clip_by_global_norm(gradients, self.clip_norm * scale)
         else:
             norm = tf.linalg.global_norm(gradients)
-        if replicas > 1:
+        if replicas > 1 and self._optimizer_sums_again:
             gradients = [g / replicas for g in gradients]
         learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)  # for this update
         self.optimizer.apply(gradients, self.model.trainable_variables)

@@ -28,7 +28,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
 
 from llm_tf import DataConfig  # noqa: E402
 from llm_tf.data import build_lm_data, builtin_text, load_corpus  # noqa: E402

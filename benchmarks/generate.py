@@ -24,7 +24,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from llm_tf import saving  # noqa: E402
 from llm_tf.config import ModelConfig  # noqa: E402
 from llm_tf.export import export_model, load_saved_model  # noqa: E402
 from llm_tf.generation import Generator, generate_reference  # noqa: E402

@@ -1,6 +1,5 @@
 """Checkpoints (last K + best, everything restored) and the run-directory rules."""
 
-import json
 import os
 
 import keras

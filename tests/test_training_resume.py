@@ -1,7 +1,6 @@
 """Exact resume across processes, and a real `kill -9` in the middle of a run."""
 
 import json
-import os
 import random
 import signal
 import time
@@ -13,7 +12,7 @@ import tensorflow as tf
 
 from llm_tf.training import rundir
 from llm_tf.training.reporting import read_metrics
-from training_util import TINY_CLI, popen_python, python_env, run_python, write_corpus
+from training_util import TINY_CLI, popen_python, run_python, write_corpus
 
 # op determinism must be on before any op runs: a fresh process per run.
 DETERMINISTIC_CLI = ("import sys, tensorflow as tf\n"

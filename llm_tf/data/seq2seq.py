@@ -13,7 +13,7 @@ PAD positions are 0 in both, so a loss can mask them with `target_out != 0`.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Union
+from typing import Iterable, Union
 
 import tensorflow as tf
 

@@ -43,8 +43,8 @@ _CLASSES = {
 }
 assert tuple(_CLASSES) == TOKENIZERS, "config.TOKENIZERS and the tokenizer classes disagree"
 
-__all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "SPECIAL_TOKENS", "UNK_TEXT", "Tokenizer",
-           "CharTokenizer", "ByteTokenizer", "WordPieceTokenizer", "SentencePieceTokenizer",
+__all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "NUM_SPECIAL", "SPECIAL_TOKENS", "UNK_TEXT",
+           "Tokenizer", "CharTokenizer", "ByteTokenizer", "WordPieceTokenizer", "SentencePieceTokenizer",
            "tokenizer_class", "train_tokenizer", "build_tokenizer", "load_tokenizer"]
 
 

@@ -123,7 +123,6 @@ class TrainStep:
         return self._call(iterator)
 
 
-
 class EvalStep:
     """`evaluate(dataset)` -> (mean loss over non-pad tokens, perplexity) over all its batches.
 

@@ -149,6 +149,25 @@ def test_encode_inside_tf_function_and_dataset_map(tokenizers):
             np.testing.assert_array_equal(ids, tokenizer.encode(text).numpy())
 
 
+def test_tokenizers_survive_reseeding(tokenizers):
+    # `llm-tf train` learns the tokenizer, then seeds (`keras.utils.set_random_seed` ->
+    # `tf.random.set_seed`, which clears TensorFlow's eager kernel cache), then builds its
+    # tf.data pipeline. tensorflow-text's SentencePiece model lived in a resource owned by
+    # such a kernel, so this order broke `--tokenizer sentencepiece` while
+    # every test that used a tokenizer without reseeding passed.
+    import keras
+
+    texts = ["Hello there.", "General Kenobi!"]
+    before = {kind: tok.encode(texts).flat_values.numpy() for kind, tok in tokenizers.items()}
+    keras.utils.set_random_seed(1234)
+    for kind, tokenizer in tokenizers.items():
+        np.testing.assert_array_equal(tokenizer.encode(texts).flat_values.numpy(), before[kind])
+        mapped = tf.data.Dataset.from_tensor_slices(texts).batch(2).map(
+            lambda batch: tokenizer.encode(batch).flat_values, num_parallel_calls=tf.data.AUTOTUNE)
+        np.testing.assert_array_equal(next(iter(mapped)).numpy(), before[kind])
+    keras.utils.set_random_seed(1337)  # the suite's other tests expect no particular seed
+
+
 def test_save_load_gives_identical_ids(tokenizers, tmp_path):
     texts = list(SAMPLES.values()) + ["unseen ☃ text"]
     for kind, tokenizer in tokenizers.items():

@@ -11,10 +11,21 @@ exceed 260 plus the characters that cover `character_coverage` of the text.
 
 `vocab_size` is a soft limit (`hard_vocab_limit=False`): a tiny corpus yields
 fewer pieces instead of an error; `tokenizer.vocab_size` is the real size.
+
+**The model resource outlives `tf.random.set_seed`.** tensorflow-text keeps the
+SentencePiece model in a resource owned by the eager kernel that made it
+(`_SentencepieceModelResource`, "TODO(b/318839908)"). `tf.random.set_seed`, which
+`keras.utils.set_random_seed` calls, clears the eager kernel cache, and with it that
+resource: every later `encode` failed with "Resource .../SentencepieceResource does not
+exist". `llm-tf train` seeds after learning the tokenizer, so `--tokenizer sentencepiece`
+failed on every corpus while the unit tests, which never seeded in between, passed.
+Here the resource gets a `shared_name` (the model's SHA-256), which makes the resource
+manager, not the kernel, its owner; identical models share one resource.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -23,6 +34,8 @@ from typing import Any
 import sentencepiece
 import tensorflow as tf
 import tensorflow_text as tf_text
+# The op library behind tensorflow_text.SentencepieceTokenizer (its resource-making op).
+from tensorflow_text.python.ops.sentencepiece_tokenizer import gen_sentencepiece_tokenizer
 
 from llm_tf.tokenizers.base import (BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID, UNK_TEXT,
                                     Tokenizer, check_vocab_size, iter_lines)
@@ -56,6 +69,7 @@ class SentencePieceTokenizer(Tokenizer):
         self._pieces = [processor.id_to_piece(i) for i in range(processor.vocab_size())]
         self._tokenizer = tf_text.SentencepieceTokenizer(model=self.model_proto,
                                                           out_type=tf.int32)
+        self._tokenizer._model_resource = _SharedModelResource(self.model_proto)
 
     @classmethod
     def train(cls, text_source: Any, vocab_size: int = 8000, model_type: str = "unigram",
@@ -123,6 +137,25 @@ class SentencePieceTokenizer(Tokenizer):
                 return cls(f.read())
         except OSError as e:
             raise ValueError(f"Cannot read the SentencePiece model {path!r}: {e}") from None
+
+
+class _SharedModelResource(tf.saved_model.experimental.TrackableResource):
+    """The SentencePiece model as a resource named by its digest (see the module docstring).
+
+    Replaces tensorflow-text's `_SentencepieceModelResource`, whose `SentencepieceOp` has no
+    `shared_name` and so dies with the eager kernel cache. Tracked like it, so a SavedModel
+    recreates it on load.
+    """
+
+    def __init__(self, model_proto: bytes):
+        super().__init__()
+        self._model_proto = model_proto
+        self._shared_name = "llm_tf_sentencepiece_" + hashlib.sha256(model_proto).hexdigest()
+        _ = self.resource_handle  # created now, eagerly
+
+    def _create_resource(self):
+        return gen_sentencepiece_tokenizer.sentencepiece_op(
+            model=self._model_proto, shared_name=self._shared_name)
 
 
 def _chain(first, rest):

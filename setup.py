@@ -9,7 +9,8 @@ HERE = Path(__file__).parent
 
 def requirements():
     lines = (HERE / "requirements.txt").read_text().splitlines()
-    return [l.strip() for l in lines if l.strip() and not l.startswith("#") and "pytest" not in l]
+    return [line.strip() for line in lines
+            if line.strip() and not line.startswith("#") and "pytest" not in line]
 
 
 setup(
@@ -23,7 +24,8 @@ setup(
     packages=find_packages(include=["llm_tf", "llm_tf.*"]),
     install_requires=requirements(),
     extras_require={
-        "test": ["pytest>=8.0", "nbmake>=1.5", "matplotlib>=3.8", "ipykernel>=6.0"],
+        "test": ["pytest>=8.0", "nbmake>=1.5", "matplotlib>=3.8", "ipykernel>=6.0",
+                 "ruff==0.17.6"],
         "notebooks": ["jupyter", "matplotlib>=3.8", "ipykernel>=6.0"],
     },
     entry_points={"console_scripts": ["llm-tf=llm_tf.cli:main"]},

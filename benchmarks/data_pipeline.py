@@ -89,12 +89,13 @@ def main(argv=None) -> int:
     data = build_lm_data(config, tokenizer, corpus=corpus, epochs=1)
     seconds = time.perf_counter() - start
     total = data.num_train_tokens + data.num_val_tokens
-    print(f"count pass: {total:,} tokens in {seconds:.1f} s = {total / seconds / 1e6:.2f} M tokens/s"
-          f" (streaming={data.streaming}; RSS now {rss_mb():.0f} MB)")
+    print(f"count pass: {total:,} tokens in {seconds:.1f} s = "
+          f"{total / seconds / 1e6:.2f} M tokens/s (streaming={data.streaming}; "
+          f"RSS now {rss_mb():.0f} MB)")
 
     for name, dataset in (("train epoch", data.train), ("validation", data.val)):
         start, batches = time.perf_counter(), 0
-        for x, y in dataset:
+        for _ in dataset:
             batches += 1
         seconds = time.perf_counter() - start
         tokens = batches * config.batch_size * config.context_length

@@ -1,5 +1,5 @@
 """Generation speed: document-style full recompute vs the KV-cached loop, eager / graph / XLA,
-and the exported SavedModel. Prints a Markdown table and the ratios issue 5 asks for.
+and the exported SavedModel. Prints a Markdown table and the ratios that docs/benchmarks.md reports.
 
     python benchmarks/generate.py                       # 256 and 1024 new tokens, batch 1 and 8
     python benchmarks/generate.py --new-tokens 64 --batch-sizes 1 --quick   # a smoke run
@@ -23,13 +23,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from machine import describe_machine  # benchmarks/machine.py
 
 from llm_tf.config import ModelConfig  # noqa: E402
 from llm_tf.export import export_model, load_saved_model  # noqa: E402
 from llm_tf.generation import Generator, generate_reference  # noqa: E402
 from llm_tf.models import TransformerLM  # noqa: E402
 from llm_tf.tokenizers import ByteTokenizer  # noqa: E402
-from machine import describe_machine  # benchmarks/machine.py
 
 PROMPT_LENGTH = 16
 PATHS = ("document-style (full recompute, tf.function)", "cached, eager",
@@ -80,22 +80,22 @@ def main() -> None:
         rows, first_call = [], {}
         for batch in args.batch_sizes:
             prompts = rng.integers(4, tokenizer.vocab_size, (batch, PROMPT_LENGTH)).tolist()
-            runners = {
-                PATHS[0]: lambda n: generate_reference(model, prompts, n, eos_id=-1),
-                PATHS[1]: lambda n: generators["eager"].generate_ids(prompts, n),
-                PATHS[2]: lambda n: generators["graph"].generate_ids(prompts, n),
-                PATHS[3]: lambda n: generators["xla"].generate_ids(prompts, n),
-                PATHS[4]: lambda n: loaded.generate_ids(
-                    tf.constant(prompts, tf.int32), n, 0.0, 0, 1.0, 0).numpy().tolist(),
+            runners = {  # (prompts bound now: the functions are called in this iteration)
+                PATHS[0]: lambda n, p=prompts: generate_reference(model, p, n, eos_id=-1),
+                PATHS[1]: lambda n, p=prompts: generators["eager"].generate_ids(p, n),
+                PATHS[2]: lambda n, p=prompts: generators["graph"].generate_ids(p, n),
+                PATHS[3]: lambda n, p=prompts: generators["xla"].generate_ids(p, n),
+                PATHS[4]: lambda n, p=prompts: loaded.generate_ids(
+                    tf.constant(p, tf.int32), n, 0.0, 0, 1.0, 0).numpy().tolist(),
             }
             for path, run in runners.items():  # warm-up: trace / compile for this batch size
-                seconds, _ = timed(lambda: run(2), 1)
+                seconds, _ = timed(lambda run=run: run(2), 1)
                 first_call[(path, batch)] = seconds
             for new_tokens in args.new_tokens:
                 reference = None
                 for path, run in runners.items():
                     # The eager loop takes minutes at 1024 tokens: once is enough.
-                    seconds, tokens = timed(lambda: run(new_tokens),
+                    seconds, tokens = timed(lambda run=run, n=new_tokens: run(n),
                                             1 if path == PATHS[1] else repeats)
                     assert all(len(row) == new_tokens for row in tokens), path
                     reference = tokens if reference is None else reference

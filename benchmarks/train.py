@@ -28,12 +28,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from machine import describe_machine  # benchmarks/machine.py
 
 from llm_tf.config import get_preset  # noqa: E402
 from llm_tf.models import TransformerLM  # noqa: E402
 from llm_tf.training.optimizer import make_optimizer  # noqa: E402
 from llm_tf.training.step import TrainStep  # noqa: E402
-from machine import describe_machine  # benchmarks/machine.py
 
 MATMUL_SIZE = 2048
 
@@ -101,7 +101,7 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, help="override the presets' batch size "
-                        "(issue 4's calibration timed `small` at batch 16)")
+                        "(nanoGPT's reference timing of `small` on this machine used batch 16)")
     args = parser.parse_args()
     print(describe_machine())
     print("(peak: the better of two `tf.matmul` measurements taken just before and just after "

@@ -43,3 +43,10 @@ def check_divisible(d_model: Any, num_heads: Any) -> None:
     if d_model % num_heads:
         raise ValueError("`d_model` must be divisible by `num_heads`. "
                          f"Received: d_model={d_model}, num_heads={num_heads}")
+
+
+def check_rotary_head_width(d_model: Any, num_heads: Any) -> None:
+    """Rotary encoding rotates pairs of a head's coordinates: the head width must be even."""
+    if (d_model // num_heads) % 2:
+        raise ValueError("Rotary position encoding needs an even head width d_model / num_heads. "
+                         f"Received: d_model={d_model}, num_heads={num_heads}")

@@ -19,11 +19,20 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
-from llm_tf._validation import (check_choice, check_divisible, check_non_negative,
-                                check_positive, check_rate, is_number, require)
+from llm_tf._validation import (
+    check_choice,
+    check_divisible,
+    check_non_negative,
+    check_positive,
+    check_rate,
+    check_rotary_head_width,
+    is_number,
+    require,
+)
 
+# The choices, defined here once; the layers import them.
 NORM_PLACEMENTS = ("pre", "post")
 POSITION_ENCODINGS = ("learned", "sinusoidal", "rope")
 ACTIVATIONS = ("gelu", "relu")
@@ -106,10 +115,8 @@ class ModelConfig(_Config):
         check_choice("activation", self.activation, ACTIVATIONS)
         require(is_number(self.layer_norm_epsilon) and self.layer_norm_epsilon > 0,
                  "layer_norm_epsilon", self.layer_norm_epsilon, "a positive number")
-        if self.position_encoding == "rope" and (self.d_model // self.num_heads) % 2:
-            raise ValueError(
-                "Rotary position encoding needs an even head width d_model / num_heads. "
-                f"Received: d_model={self.d_model}, num_heads={self.num_heads}")
+        if self.position_encoding == "rope":
+            check_rotary_head_width(self.d_model, self.num_heads)
 
     @property
     def head_dim(self) -> int:
@@ -282,8 +289,21 @@ def model_config_from_preset(name: str, **overrides: Any) -> ModelConfig:
     return ModelConfig.from_dict({**get_preset(name).model.to_dict(), **overrides})
 
 
-def describe_difference(expected: _Config, found: _Config) -> list[str]:
-    """Fields whose values differ, as 'name: expected X, found Y' strings."""
-    mine, theirs = expected.to_dict(), found.to_dict()
-    return [f"{k}: expected {mine[k]!r}, found {theirs.get(k)!r}"
-            for k in mine if mine[k] != theirs.get(k)]
+class Difference(NamedTuple):
+    """One field that differs between two configs of the same kind."""
+
+    field: str
+    first: Any
+    second: Any
+
+
+def differences(first: _Config, second: _Config, ignore: tuple[str, ...] = ()) -> list[Difference]:
+    """The fields (but those in `ignore`) whose values differ, in field order."""
+    a, b = first.to_dict(), second.to_dict()
+    return [Difference(k, a[k], b.get(k)) for k in a if k not in ignore and a[k] != b.get(k)]
+
+
+def format_differences(found: list[Difference], first: str = "expected",
+                       second: str = "found") -> str:
+    """'d_model: expected 32, found 64; num_layers: ...' with the two sides named."""
+    return "; ".join(f"{d.field}: {first} {d.first!r}, {second} {d.second!r}" for d in found)

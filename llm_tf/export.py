@@ -3,6 +3,8 @@
     llm-tf export RUN_DIR [OUT_DIR]          # OUT_DIR defaults to RUN_DIR/saved_model
     llm_tf.export.export_run(run_dir)        # the same from Python; returns OUT_DIR
 
+(the command is llm_tf/commands/export.py)
+
 The SavedModel holds a `tf.Module` with the tokenizer, the model's weights (as
 variables) and the cached decode loop, all as TensorFlow ops, so any TensorFlow
 program, `saved_model_cli` or TF Serving can call it without llm_tf or Keras:
@@ -30,7 +32,6 @@ length or `max_new_tokens` never recompiles. Bad arguments fail with an
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -40,7 +41,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from llm_tf.generation.decode import max_new_tokens_graph_checks
 from llm_tf.generation.generator import Generator
+from llm_tf.generation.samplers import Sampling
+from llm_tf.rundir import RunDir
+from llm_tf.saving import load
 
 SIGNATURES = ("serving_default", "generate", "generate_ids")
 README_ASSET = "README.txt"
@@ -122,24 +127,10 @@ class GenerationModule(tf.Module):
         self._generator = Generator(model, tokenizer, compile="xla" if jit_compile else "graph")
 
     def _check(self, max_new_tokens, temperature, top_k, top_p):
-        """In-graph argument checks: an InvalidArgumentError naming the argument."""
-        limit = self._max_length - 1
-        return [
-            tf.debugging.assert_greater_equal(
-                temperature, 0.0, message="`temperature` must be >= 0 (0 means greedy)"),
-            tf.debugging.assert_greater_equal(
-                top_k, 0, message="`top_k` must be >= 0 (0 disables top-k)"),
-            tf.debugging.assert_greater(
-                top_p, 0.0, message="`top_p` must be in (0, 1] (1 disables top-p)"),
-            tf.debugging.assert_less_equal(
-                top_p, 1.0, message="`top_p` must be in (0, 1] (1 disables top-p)"),
-            tf.debugging.assert_greater_equal(
-                max_new_tokens, 0, message="`max_new_tokens` must be >= 0"),
-            tf.debugging.assert_less_equal(
-                max_new_tokens, limit,
-                message=f"`max_new_tokens` must be <= {limit}: the prompt and the new tokens "
-                        f"share the model's context of max_length={self._max_length} tokens"),
-        ]
+        """In-graph argument checks (the rules `Sampling` and `check_max_new_tokens` state
+        in Python): an InvalidArgumentError naming the argument."""
+        return (Sampling.graph_checks(temperature, top_k, top_p)
+                + max_new_tokens_graph_checks(max_new_tokens, self._max_length))
 
     def _new_ids(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
         """Ragged prompt ids (B, (n)) -> new ids (B, max_new_tokens), PAD after EOS."""
@@ -245,18 +236,17 @@ def export_run(run_dir, out_dir=None, jit_compile: bool = True) -> Path:
     """Exports the run in `run_dir` (weights, config, tokenizer) as a SavedModel.
 
     Args:
-        run_dir: a run directory (`llm_tf.saving`).
+        run_dir: a run directory (a path or a `llm_tf.rundir.RunDir`).
         out_dir: where to write; default `RUN_DIR/saved_model`.
         jit_compile: compile the decode loop with XLA.
 
     Returns:
         The export directory.
     """
-    from llm_tf.saving import SAVED_MODEL_DIR, load
-
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
     run = load(run_dir)
     return export_model(run.model, run.tokenizer,
-                        Path(run_dir) / SAVED_MODEL_DIR if out_dir is None else out_dir,
+                        run_dir.saved_model_dir if out_dir is None else out_dir,
                         jit_compile=jit_compile)
 
 
@@ -273,27 +263,3 @@ def load_saved_model(path):
         raise ValueError(f"The SavedModel in {str(path)!r} has no `generate` function: it was "
                          "not written by `llm-tf export`.")
     return loaded
-
-
-def main(argv=None) -> int:
-    """`llm-tf export RUN_DIR [OUT_DIR] [--no-xla]`."""
-    from llm_tf.cli import run_main
-
-    parser = argparse.ArgumentParser(
-        prog="llm-tf export",
-        description="Export a run directory as a string-to-string SavedModel "
-                    "(loadable with TensorFlow alone).")
-    parser.add_argument("run_dir", help="run directory (config.json, tokenizer/, weights)")
-    parser.add_argument("out_dir", nargs="?", default=None,
-                        help="output directory (default: RUN_DIR/saved_model)")
-    parser.add_argument("--no-xla", action="store_true",
-                        help="do not compile the decode loop with XLA")
-
-    def body(argv):
-        args = parser.parse_args(argv)
-        out = export_run(args.run_dir, args.out_dir, jit_compile=not args.no_xla)
-        print(f"Exported to {out}  (signatures: {', '.join(SIGNATURES)}; "
-              f"see {out / 'assets' / README_ASSET})")
-        return 0
-
-    return run_main(body, sys.argv[1:] if argv is None else argv)

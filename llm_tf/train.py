@@ -1,8 +1,8 @@
-"""`python -m llm_tf.train [options]`: the same as `llm-tf train` (see llm_tf/training/cli.py)."""
+"""`python -m llm_tf.train [options]`: the same as `llm-tf train` (llm_tf/commands/train.py)."""
 
 import sys
 
-from llm_tf.training.cli import main
+from llm_tf.commands.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from llm_tf.layers import (MultiHeadAttention, causal_mask, key_padding_mask,
-                           scaled_dot_product_attention)
+from llm_tf.layers import (
+    MultiHeadAttention,
+    causal_mask,
+    key_padding_mask,
+    scaled_dot_product_attention,
+)
 
 
 def reference_attention(q, k, v, mask=None):
@@ -124,8 +128,9 @@ def test_multi_head_attention_equals_keras(mask_kind):
                   if "padding" in mask_kind else None)
     expected, expected_w = theirs(query, value, attention_mask=their_mask,
                                   use_causal_mask=use_causal, return_attention_scores=True)
-    out, weights = ours(query, value, attention_mask=our_mask, use_causal_mask=use_causal,
-                        return_attention_scores=True)
+    out = ours(query, value, attention_mask=our_mask, use_causal_mask=use_causal)
+    weights = ours.attention_weights(query, value, attention_mask=our_mask,
+                                     use_causal_mask=use_causal)
     np.testing.assert_allclose(weights.numpy(), expected_w.numpy(), atol=1e-5)
     np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)
 
@@ -135,7 +140,7 @@ def test_heads_are_split_and_merged_per_head():
     d_model, heads = 8, 2
     layer = MultiHeadAttention(d_model, heads, use_bias=False)
     x = tf.random.normal((1, 3, d_model))
-    _, weights = layer(x, return_attention_scores=True)
+    weights = layer.attention_weights(x)
     q = layer.query_dense(x).numpy()[0]
     k = layer.key_dense(x).numpy()[0]
     for h in range(heads):
@@ -151,7 +156,7 @@ def test_cache_gives_same_output_as_full_attention_step_by_step():
     full = layer(x, use_causal_mask=True)
     cache = tf.zeros((2, 2, heads, length, d_model // heads))
     for t in range(length):
-        step, cache = layer(x[:, t:t + 1], use_causal_mask=True, cache=cache, cache_index=t)
+        step, cache = layer.call_with_cache(x[:, t:t + 1], cache, t)
         np.testing.assert_allclose(step.numpy()[:, 0], full.numpy()[:, t], atol=1e-5)
 
 

@@ -1,15 +1,15 @@
 """`llm-tf`'s shared plumbing: TensorFlow's load-time notices kept off the commands' output."""
 
 import pytest
-
-from llm_tf.cli import LOAD_TIME_NOTICES
 from training_util import python_env, run_python
+
+from llm_tf.commands.common import LOAD_TIME_NOTICES
 
 
 def test_stderr_without_drops_matching_lines_and_forwards_the_rest():
     code = (
         "import os, sys\n"
-        "from llm_tf.cli import stderr_without\n"
+        "from llm_tf.commands.common import stderr_without\n"
         "with stderr_without(['noise']):\n"
         "    os.write(2, b'first kept\\nsome noise here\\n')\n"
         "    print('second kept', file=sys.stderr)\n"
@@ -27,7 +27,7 @@ def test_import_tensorflow_hides_load_time_notices_unless_the_user_set_a_level(
     del env["TF_CPP_MIN_LOG_LEVEL"]
     if user_level is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = user_level  # the user's choice wins
-    code = ("from llm_tf.cli import import_tensorflow, quiet_tensorflow\n"
+    code = ("from llm_tf.commands.common import import_tensorflow, quiet_tensorflow\n"
             "quiet_tensorflow()\n"
             "tf = import_tensorflow()\n"
             "print(tf.constant(2) * 3)\n")

@@ -6,8 +6,16 @@ import sys
 
 import pytest
 
-from llm_tf.config import (PRESETS, DataConfig, ModelConfig, TrainConfig, describe_difference,
-                           get_preset, model_config_from_preset)
+from llm_tf.config import (
+    PRESETS,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    differences,
+    format_differences,
+    get_preset,
+    model_config_from_preset,
+)
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -74,8 +82,10 @@ def test_every_preset_names_model_data_and_training():
 def test_model_config_from_preset_and_difference():
     config = model_config_from_preset("tiny", num_layers=2)
     assert config.num_layers == 2 and config.d_model == 128
-    assert describe_difference(get_preset("tiny").model, config) == [
-        "num_layers: expected 4, found 2"]
+    found = differences(get_preset("tiny").model, config)
+    assert [(d.field, d.first, d.second) for d in found] == [("num_layers", 4, 2)]
+    assert format_differences(found) == "num_layers: expected 4, found 2"
+    assert differences(config, config.replace(dropout=0.5), ignore=("dropout",)) == []
 
 
 def test_configs_import_without_tensorflow():
@@ -86,7 +96,7 @@ def test_configs_import_without_tensorflow():
 def test_package_exposes_its_modules_lazily():
     import llm_tf
 
-    assert llm_tf.data.make_lm_datasets and llm_tf.tokenizers.load_tokenizer
+    assert llm_tf.data.build_lm_data and llm_tf.tokenizers.load_tokenizer
     assert llm_tf.load is llm_tf.saving.load
     assert llm_tf.layers.MultiHeadAttention and llm_tf.models.TransformerLM
     assert llm_tf.Generator is llm_tf.generation.Generator

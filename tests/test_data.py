@@ -1,5 +1,6 @@
 """Specifications of llm_tf.data: corpora, the split, windows, batches, resumption, errors."""
 
+import math
 import socket
 import time
 
@@ -8,9 +9,17 @@ import pytest
 import tensorflow as tf
 
 from llm_tf import DataConfig
-from llm_tf.data import (BUILTIN, DataError, TextCorpus, build_lm_data, builtin_text,
-                         load_corpus, make_lm_datasets, make_seq2seq_dataset)
-from llm_tf.data import corpora, tfds_source
+from llm_tf.data import (
+    BUILTIN,
+    DataError,
+    TextCorpus,
+    build_lm_data,
+    builtin_text,
+    corpora,
+    load_corpus,
+    make_seq2seq_dataset,
+    tfds_source,
+)
 from llm_tf.tokenizers import BOS_ID, EOS_ID, PAD_ID, ByteTokenizer, CharTokenizer
 
 T, B = 8, 4
@@ -99,7 +108,7 @@ def test_invalid_utf8_names_the_file_or_is_replaced(tmp_path):
     with pytest.raises(DataError, match=r"latin1\.txt"):
         list(corpus.iter_text())
     with pytest.raises(DataError, match=r"latin1\.txt"):
-        make_lm_datasets(_config(), CHARS, corpus=corpus)
+        build_lm_data(_config(), CHARS, corpus=corpus)
     replaced = load_corpus(bad, errors="replace")
     expected = "good line\n\ufffd\ufffd va\n"
     assert "".join(replaced.iter_text()) == expected
@@ -110,9 +119,9 @@ def test_corpus_shorter_than_a_batch_of_windows_is_a_clear_error(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("just a few words\n" * 5)
     with pytest.raises(DataError, match=r"short\.txt.*too short.*context_length=8"):
-        make_lm_datasets(_config(), CHARS, corpus=load_corpus(short))
+        build_lm_data(_config(), CHARS, corpus=load_corpus(short))
     with pytest.raises(DataError, match="data_config"):
-        make_lm_datasets({"context_length": 8}, CHARS)
+        build_lm_data({"context_length": 8}, CHARS)
 
 
 # --- TFDS ---------------------------------------------------------------------
@@ -131,8 +140,7 @@ def test_tfds_source_under_mock_data(tmp_path):
         text = b"".join(corpus.lines().as_numpy_iterator()).decode()
         # A newline is added where a document lacks one, so documents never merge.
         assert text == TEXT[:6000] + "\n" + TEXT[6000:]
-        train, val = make_lm_datasets(_config(), CHARS, corpus=corpus)
-        x, y = next(iter(train))
+        x, y = next(iter(build_lm_data(_config(), CHARS, corpus=corpus).train))
         assert x.shape == (B, T)
     with tfds.testing.mock_data(num_examples=2):  # TFDS's own random text
         corpus = load_corpus("tfds:tiny_shakespeare", data_dir=str(tmp_path),
@@ -201,7 +209,7 @@ def test_split_windows_and_static_shapes(stream, streaming):
     assert (len(val) - 1) % T and ((len(val) - 1) // T + 1) % B  # both paddings happen here
     val_x = np.concatenate([x for x, _ in _batches(data.val)])
     val_y = np.concatenate([y for _, y in _batches(data.val)])
-    assert len(val_x) == data.val_batches * B == -(-(-(-(len(val) - 1) // T)) // B) * B
+    assert len(val_x) == data.val_batches * B == math.ceil(math.ceil((len(val) - 1) / T) / B) * B
     targets = val_y.reshape(-1)
     np.testing.assert_array_equal(targets[targets != PAD_ID], val[1:])  # each once, in order
     for k, (x, y) in enumerate(zip(val_x, val_y)):
@@ -228,9 +236,9 @@ def test_in_memory_epoch_visits_every_offset_once():
 
 def test_training_order_depends_only_on_the_seed():
     corpus = TextCorpus(TEXT)
-    first = _batches(make_lm_datasets(_config(), CHARS, corpus=corpus)[0], 3)
-    again = _batches(make_lm_datasets(_config(), CHARS, corpus=corpus)[0], 3)
-    other = _batches(make_lm_datasets(_config(seed=8), CHARS, corpus=corpus)[0], 3)
+    first = _batches(build_lm_data(_config(), CHARS, corpus=corpus).train, 3)
+    again = _batches(build_lm_data(_config(), CHARS, corpus=corpus).train, 3)
+    other = _batches(build_lm_data(_config(seed=8), CHARS, corpus=corpus).train, 3)
     np.testing.assert_array_equal(np.array(first), np.array(again))
     assert not np.array_equal(np.array(first), np.array(other))
 
@@ -242,8 +250,8 @@ def test_resume_at_step_k_equals_the_uninterrupted_run(streaming):
     per_epoch = data.train_windows // B
     k, n = per_epoch - 2, 5  # resume just before an epoch boundary and run across it
     full = _batches(data.train, k + n)
-    resumed = _batches(make_lm_datasets(_config(), CHARS, corpus=corpus, streaming=streaming,
-                                        start_step=k)[0], n)
+    resumed = _batches(build_lm_data(_config(), CHARS, corpus=corpus, streaming=streaming,
+                                     start_step=k).train, n)
     np.testing.assert_array_equal(np.array(full[k:]), np.array(resumed))
 
 
@@ -252,16 +260,16 @@ def test_iterator_checkpoint_restores_the_data_position(tmp_path, streaming):
     path = tmp_path / "corpus.txt"
     path.write_text(TEXT, encoding="utf-8")
     corpus = load_corpus(path)  # TextLineDataset: the file-streaming path
-    train, _ = make_lm_datasets(_config(), CHARS, corpus=corpus, streaming=streaming,
-                                shuffle_buffer=50)
+    train = build_lm_data(_config(), CHARS, corpus=corpus, streaming=streaming,
+                          shuffle_buffer=50).train
     iterator = iter(train)
     for _ in range(3):
         next(iterator)
     checkpoint = tf.train.Checkpoint(iterator=iterator)
     saved = checkpoint.save(str(tmp_path / "ckpt"))
     expected = [tuple(t.numpy() for t in next(iterator)) for _ in range(4)]
-    fresh = iter(make_lm_datasets(_config(), CHARS, corpus=corpus, streaming=streaming,
-                                  shuffle_buffer=50)[0])
+    fresh = iter(build_lm_data(_config(), CHARS, corpus=corpus, streaming=streaming,
+                               shuffle_buffer=50).train)
     tf.train.Checkpoint(iterator=fresh).restore(saved).assert_consumed()
     got = [tuple(t.numpy() for t in next(fresh)) for _ in range(4)]
     np.testing.assert_array_equal(np.array(expected), np.array(got))
@@ -269,7 +277,7 @@ def test_iterator_checkpoint_restores_the_data_position(tmp_path, streaming):
 
 def test_distributed_dataset_splits_the_global_batch():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    train, _ = make_lm_datasets(_config(), CHARS, corpus=TextCorpus(TEXT))
+    train = build_lm_data(_config(), CHARS, corpus=TextCorpus(TEXT)).train
     distributed = strategy.experimental_distribute_dataset(train)
     x, y = next(iter(distributed))
     assert x.shape == (B, T) and y.shape == (B, T)

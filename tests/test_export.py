@@ -8,12 +8,13 @@ import textwrap
 
 import pytest
 import tensorflow as tf
+from test_generation import TEXT, scrambled_model
 
 from llm_tf import export, saving
+from llm_tf.commands import export as export_cli
+from llm_tf.commands import generate as generate_cli
 from llm_tf.generation import Generator
-from llm_tf.generation import cli as generate_cli
 from llm_tf.tokenizers import train_tokenizer
-from test_generation import TEXT, scrambled_model
 
 PROMPTS = ["hello", "你好世界", "", "ça va? 🙂 wörld", "héllo " * 6]  # the last one is cut
 GREEDY = dict(temperature=0.0, top_k=0, top_p=1.0, seed=0)
@@ -59,7 +60,7 @@ def exported(tmp_path_factory):
     model = scrambled_model(tokenizer.vocab_size)
     run_dir = tmp_path_factory.mktemp("export") / "run"
     saving.save_run(run_dir, model, tokenizer)
-    assert export.main([str(run_dir)]) == 0
+    assert export_cli.main([str(run_dir)]) == 0
     return run_dir, model, tokenizer
 
 
@@ -161,12 +162,12 @@ def test_token_signature_matches_in_memory_ids_and_ignores_pad(loaded, in_memory
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ((8, -0.5, 0, 1.0), "`temperature` must be >= 0"),
-    ((8, 1.0, -1, 1.0), "`top_k` must be >= 0"),
-    ((8, 1.0, 0, 0.0), r"`top_p` must be in \(0, 1\]"),
-    ((8, 1.0, 0, 1.5), r"`top_p` must be in \(0, 1\]"),
-    ((-1, 1.0, 0, 1.0), "`max_new_tokens` must be >= 0"),
-    ((32, 1.0, 0, 1.0), "`max_new_tokens` must be <= 31"),
+    ((8, -0.5, 0, 1.0), "`temperature` must be a number >= 0"),
+    ((8, 1.0, -1, 1.0), "`top_k` must be an integer >= 0"),
+    ((8, 1.0, 0, 0.0), r"`top_p` must be a number in \(0, 1\]"),
+    ((8, 1.0, 0, 1.5), r"`top_p` must be a number in \(0, 1\]"),
+    ((-1, 1.0, 0, 1.0), r"`max_new_tokens` must be an integer in \[0, 31\]"),
+    ((32, 1.0, 0, 1.0), r"`max_new_tokens` must be an integer in \[0, 31\]"),
 ])
 def test_bad_arguments_to_the_saved_model_name_the_argument(loaded, arguments, message):
     max_new_tokens, temperature, top_k, top_p = arguments
@@ -203,7 +204,8 @@ def test_llm_tf_generate_from_the_saved_model_and_the_run(exported, expected, ca
     (["--run", "RUN", "--temperature", "-1"], "`temperature` must be"),
     (["--run", "RUN", "--top-p", "2"], "`top_p` must be"),
     (["--run", "RUN", "--top-k", "-2"], "`top_k` must be"),
-    (["--run", "RUN", "--max-new-tokens", "-3"], "`--max-new-tokens` must be >= 0"),
+    (["--run", "RUN", "--max-new-tokens", "-3"],
+     r"`max_new_tokens` must be an integer in \[0, 31\]"),
     (["--run", "RUN", "--max-new-tokens", "40"],
      r"`max_new_tokens` must be an integer in \[0, 31\]"),
     (["--run", "NOWHERE"], "Run directory .* does not exist"),
@@ -221,7 +223,7 @@ def test_llm_tf_generate_bad_input_is_one_line_and_exit_code_2(exported, argv, m
 
 def test_export_errors(exported, tmp_path, capsys):
     run_dir, model, _ = exported
-    assert export.main([str(tmp_path / "nowhere")]) == 2
+    assert export_cli.main([str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep me")

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from llm_tf import saving
 from llm_tf.config import ModelConfig
-from llm_tf.generation import Generator, generate_reference
+from llm_tf.generation import Generator, Sampling, generate_reference
 from llm_tf.generation.decode import BOS_ID, EOS_ID, PAD_ID, prepare_prompts, ragged_from_lists
 from llm_tf.models import TransformerLM
 from llm_tf.tokenizers import train_tokenizer
@@ -74,7 +74,7 @@ def test_greedy_with_cache_equals_full_recompute_token_for_token(model, mode, xl
 def test_seeded_sampling_with_cache_equals_full_recompute(model, xla):
     for kwargs in (dict(temperature=1.0), dict(temperature=0.7, top_k=5),
                    dict(temperature=1.3, top_p=0.8), dict(temperature=1.0, top_k=8, top_p=0.9)):
-        expected = generate_reference(model, PROMPTS, 12, seed=42, **kwargs)
+        expected = generate_reference(model, PROMPTS, 12, Sampling(seed=42, **kwargs))
         assert xla.generate_ids(PROMPTS, 12, seed=42, **kwargs) == expected, kwargs
 
 
@@ -99,15 +99,16 @@ def test_prefill_in_small_chunks_gives_the_same_tokens(model):
                                                                         eos_id=-1)
 
 
-def test_call_with_cache_takes_a_tuple_of_per_layer_caches(model):
+def test_the_cache_is_a_tuple_of_per_layer_tensors(model):
     # The decode loop keeps one cache tensor per layer (in-place updates under XLA).
     ids = tf.constant([[5, 6, 7], [8, 9, 10]])
-    stacked = model.init_cache(2)
-    logits, cache = model.call_with_cache(ids, stacked, 0)
-    tuple_logits, tuple_cache = model.call_with_cache(ids, tuple(tf.unstack(stacked)), 0)
-    assert isinstance(tuple_cache, tuple) and len(tuple_cache) == model.config.num_layers
-    np.testing.assert_array_equal(tuple_logits.numpy(), logits.numpy())
-    np.testing.assert_array_equal(tf.stack(tuple_cache).numpy(), cache.numpy())
+    cache = model.init_cache(2)
+    c = model.config
+    assert isinstance(cache, tuple) and len(cache) == c.num_layers
+    assert all(layer.shape == (2, 2, c.num_heads, c.max_length, c.head_dim) for layer in cache)
+    logits, cache = model.call_with_cache(ids, cache, 0)
+    assert isinstance(cache, tuple) and len(cache) == c.num_layers
+    np.testing.assert_allclose(logits.numpy(), model(ids).numpy(), atol=1e-5)
 
 
 def test_a_batch_of_different_lengths_equals_each_prompt_alone(xla):

@@ -1,5 +1,7 @@
 """Samplers: greedy, temperature, top-k, top-p, seeds (no model needed)."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -130,9 +132,30 @@ def test_sampling_is_identical_with_and_without_xla():
 ])
 def test_bad_sampling_parameters_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`.*Received: {name}="):
-        samplers.validate_sampling(**kwargs)
+        samplers.Sampling(**kwargs)
 
 
-def test_good_sampling_parameters_pass():
-    samplers.validate_sampling(0.0, 0, 1.0)
-    samplers.validate_sampling(1.5, 40, 0.9)
+def test_good_sampling_parameters_pass_and_give_the_graph_its_tensors():
+    sampling = samplers.Sampling(1.5, 40, 0.9, seed=7)
+    temperature, top_k, top_p, seed = sampling.tensors()
+    assert (temperature.dtype, top_k.dtype, top_p.dtype, seed.dtype) == \
+        (tf.float32, tf.int32, tf.float32, tf.int32)
+    assert (float(temperature), int(top_k), float(top_p), int(seed)) == \
+        (1.5, 40, pytest.approx(0.9), 7)
+    assert samplers.Sampling(seed=2**31).seed == -2**31  # wrapped into int32
+    fresh = samplers.Sampling(temperature=1.0)
+    assert isinstance(fresh.seed, int)  # None drew a seed, which the object keeps
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(temperature=-0.1), "temperature"),
+    (dict(top_k=-1), "top_k"),
+    (dict(top_p=0.0), "top_p"),
+    (dict(top_p=1.5), "top_p"),
+])
+def test_graph_checks_state_the_same_rules(kwargs, name):
+    values = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, **kwargs}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(samplers.RULES[name])):
+        samplers.Sampling.graph_checks(tf.constant(float(values["temperature"])),
+                                       tf.constant(int(values["top_k"])),
+                                       tf.constant(float(values["top_p"])))

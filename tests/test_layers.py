@@ -5,10 +5,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from llm_tf.layers import (DecoderLayer, EncoderLayer, FeedForward, MultiHeadAttention,
-                           PositionalEncoding, PositionEmbedding, TokenAndPositionEmbedding,
-                           TransformerDecoder, TransformerEncoder, apply_rotary,
-                           sinusoidal_table)
+from llm_tf.layers import (
+    DecoderLayer,
+    EncoderLayer,
+    FeedForward,
+    MultiHeadAttention,
+    PositionalEncoding,
+    PositionEmbedding,
+    TokenAndPositionEmbedding,
+    TransformerDecoder,
+    TransformerEncoder,
+    apply_rotary,
+    sinusoidal_table,
+)
 
 SMALL = dict(d_model=16, num_heads=4, dff=32)
 
@@ -73,7 +82,8 @@ def test_sibling_projections_start_different():
 
 @pytest.mark.parametrize("norm_placement", ["post", "pre"])
 def test_encoder_layer_residual_adds_the_sublayer_input(norm_placement):
-    """The document's `layer_norm(outputs + outputs)` would be LN(2·FFN(x)); we need LN(x + FFN(x))."""
+    """The document's `layer_norm(outputs + outputs)` would be LN(2·FFN(x)); we need
+    LN(x + FFN(x))."""
     layer = EncoderLayer(**SMALL, dropout=0.0, norm_placement=norm_placement)
     x = tf.random.normal((2, 5, 16))
     out = layer(x)
@@ -120,7 +130,7 @@ def test_decoder_layer_is_causal_and_uses_encoder_padding():
     np.testing.assert_allclose(
         layer(x, other_memory, encoder_padding_mask=source_mask).numpy(),
         layer(x, memory, encoder_padding_mask=source_mask).numpy(), atol=1e-5)
-    _, scores = layer(x, memory, encoder_padding_mask=source_mask, return_attention_scores=True)
+    scores = layer.attention_weights(x, memory, encoder_padding_mask=source_mask)
     assert scores["self_attention"].shape == (1, 4, 6, 6)
     assert scores["cross_attention"].shape == (1, 4, 6, 4)
     np.testing.assert_array_equal(scores["cross_attention"].numpy()[..., 2:], 0.0)
@@ -138,10 +148,11 @@ def test_transformer_decoder_cache_matches_full_pass():
     source_mask = tf.constant([[True] * 5, [True] * 3 + [False] * 2])
     ids = tf.constant([[2, 7, 8, 9], [2, 4, 5, 6]])
     full = decoder(ids, memory, encoder_padding_mask=source_mask)
-    cache = tf.zeros((2, 2, 2, 4, 8, 4))
+    cache = decoder.init_cache(2, 4)
+    assert len(cache) == 2 and cache[0].shape == (2, 2, 4, 4, 4)  # L × (B, 2, H, T_max, Dh)
     for t in range(4):
-        step, cache = decoder(ids[:, t:t + 1], memory, encoder_padding_mask=source_mask,
-                              cache=cache, cache_index=t)
+        step, cache = decoder.call_with_cache(ids[:, t:t + 1], cache, t, memory,
+                                              encoder_padding_mask=source_mask)
         np.testing.assert_allclose(step.numpy()[:, 0], full.numpy()[:, t], atol=1e-5)
 
 

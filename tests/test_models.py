@@ -1,4 +1,5 @@
-"""TransformerLM and Transformer: presets, causality, cache = full pass, save/load, training, XLA."""
+"""TransformerLM and Transformer: presets, causality, cache = full pass, save/load, training,
+XLA."""
 
 import keras
 import numpy as np
@@ -50,7 +51,7 @@ def test_tiny_preset_has_nanogpts_parameter_count():
 
 def test_from_preset_applies_overrides_and_rejects_unknown_fields():
     model = TransformerLM.from_preset("tiny", num_layers=2, vocab_size=50)
-    assert model.config.num_layers == 2 and len(model.blocks) == 2
+    assert model.config.num_layers == 2 and len(model.decoder.blocks) == 2
     with pytest.raises(ValueError, match="num_layer"):
         TransformerLM.from_preset("tiny", num_layer=2)
     with pytest.raises(ValueError, match="Unknown preset 'tinny'.*'tiny'"):
@@ -125,9 +126,9 @@ def test_mixed_bfloat16_computes_in_bfloat16_and_returns_float32_logits():
     model = TransformerLM(TINY, dtype="mixed_bfloat16")
     logits = model(random_ids((2, 5)))
     assert logits.dtype == tf.float32
-    assert model.blocks[0].feed_forward.hidden_dense.compute_dtype == "bfloat16"
-    assert model.blocks[0].feed_forward.hidden_dense.kernel.dtype == "float32"
-    assert model.init_cache(1).dtype == tf.bfloat16
+    assert model.decoder.blocks[0].feed_forward.hidden_dense.compute_dtype == "bfloat16"
+    assert model.decoder.blocks[0].feed_forward.hidden_dense.kernel.dtype == "float32"
+    assert all(layer.dtype == tf.bfloat16 for layer in model.init_cache(1))
     reference = TransformerLM(TINY)
     reference.build()
     model.build()
@@ -225,8 +226,8 @@ def test_transformer_cached_decode_equals_full_pass_and_saves(tmp_path):
     memory, source_mask = model.encode(source)
     cache = model.init_cache(2, max_length=4)
     for t in range(4):
-        logits, cache = model.decode(target[:, t:t + 1], memory, source_mask, cache=cache,
-                                     cache_index=t)
+        logits, cache = model.decode_with_cache(target[:, t:t + 1], cache, t, memory,
+                                                source_mask)
         np.testing.assert_allclose(logits.numpy()[:, 0], full[:, t], atol=1e-5)
     model.save(tmp_path / "transformer.keras")
     reloaded = keras.saving.load_model(tmp_path / "transformer.keras")

@@ -1,6 +1,7 @@
 """The run directory: save_run -> load rebuilds the same model; clear errors otherwise."""
 
 import json
+from pathlib import Path
 
 import h5py
 import keras
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from llm_tf import saving
+from llm_tf import saving, weights
 from llm_tf.config import ModelConfig
 from llm_tf.models import TransformerLM
 from llm_tf.tokenizers import train_tokenizer
@@ -51,7 +52,7 @@ def test_load_rebuilds_model_and_tokenizer_from_the_directory_alone(run_dir, tok
 def test_weights_file_carries_its_config(run_dir):
     path, model = run_dir
     with h5py.File(path / "model.weights.h5", "r") as f:
-        stamped = json.loads(f.attrs[saving.CONFIG_ATTRIBUTE])
+        stamped = json.loads(f.attrs[weights.CONFIG_ATTRIBUTE])
     assert ModelConfig.from_dict(stamped) == model.config
 
 
@@ -142,3 +143,23 @@ def test_saving_replaces_weights_atomically(run_dir, tokenizer):
     saving.save_run(path, newer, tokenizer)
     assert not list(path.glob("*.tmp.weights.h5"))
     np.testing.assert_array_equal(saving.load(path).model(IDS).numpy(), newer(IDS).numpy())
+
+
+LEGACY_RUN = Path(__file__).parent / "data" / "legacy_tiny_run"
+
+
+def test_a_run_directory_written_before_the_layers_moved_still_loads():
+    # tests/data/legacy_tiny_run: the `tiny` preset after 40 steps, saved when the model's
+    # layers sat at the top of the weights file (embedding/, blocks/, final_norm/), with
+    # the logits and greedy tokens that code computed.
+    with h5py.File(LEGACY_RUN / "model.weights.h5", "r") as f:
+        assert {"embedding", "blocks", "final_norm"} <= set(f) and "decoder" not in f
+    expected = np.load(LEGACY_RUN / "expected_logits.npz")
+    run = saving.load(LEGACY_RUN)
+    np.testing.assert_allclose(run.model(expected["token_ids"]).numpy(), expected["logits"],
+                               atol=1e-6, rtol=0)
+    from llm_tf.generation import Generator
+
+    prompt = [int(i) for i in expected["token_ids"][0][:10]]
+    assert Generator(run.model, run.tokenizer).generate_ids([prompt], 20)[0] == \
+        expected["greedy"].tolist()

@@ -12,9 +12,18 @@ import pytest
 import tensorflow as tf
 
 from llm_tf.config import TOKENIZERS
-from llm_tf.tokenizers import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, ByteTokenizer, CharTokenizer,
-                               Tokenizer, build_tokenizer, load_tokenizer, train_tokenizer)
 from llm_tf.data import builtin_text
+from llm_tf.tokenizers import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    ByteTokenizer,
+    CharTokenizer,
+    Tokenizer,
+    load_tokenizer,
+    train_tokenizer,
+)
 
 CHINESE = (Path(__file__).parent / "data" / "zh_sample.txt").read_text(encoding="utf-8")
 ENGLISH = "The quick brown fox jumps over the lazy dog.\nIt said: \"if x > 0: return x\"\n"
@@ -137,9 +146,9 @@ def test_encode_inside_tf_function_and_dataset_map(tokenizers):
     texts = ["Hello there.", "General Kenobi!"]
     for tokenizer in tokenizers.values():
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def round_trip(batch):
-            ids = tokenizer.encode(batch)              # (B, (n))
-            return ids.to_tensor(), tokenizer.decode(ids)
+        def round_trip(batch):  # traced and called in this iteration
+            ids = tokenizer.encode(batch)  # noqa: B023  (B, (n))
+            return ids.to_tensor(), tokenizer.decode(ids)  # noqa: B023
 
         padded, decoded = round_trip(tf.constant(texts))
         assert padded.dtype == tf.int32 and padded.shape[0] == 2
@@ -163,7 +172,8 @@ def test_tokenizers_survive_reseeding(tokenizers):
     for kind, tokenizer in tokenizers.items():
         np.testing.assert_array_equal(tokenizer.encode(texts).flat_values.numpy(), before[kind])
         mapped = tf.data.Dataset.from_tensor_slices(texts).batch(2).map(
-            lambda batch: tokenizer.encode(batch).flat_values, num_parallel_calls=tf.data.AUTOTUNE)
+            lambda batch, tokenizer=tokenizer: tokenizer.encode(batch).flat_values,
+            num_parallel_calls=tf.data.AUTOTUNE)
         np.testing.assert_array_equal(next(iter(mapped)).numpy(), before[kind])
     keras.utils.set_random_seed(1337)  # the suite's other tests expect no particular seed
 
@@ -179,7 +189,6 @@ def test_save_load_gives_identical_ids(tokenizers, tmp_path):
             assert (directory / asset).is_file()
         loaded = load_tokenizer(directory)
         assert type(loaded) is type(tokenizer) and loaded.vocab_size == tokenizer.vocab_size
-        assert Tokenizer.load(directory).kind == kind
         a, b = tokenizer.encode(texts), loaded.encode(texts)
         np.testing.assert_array_equal(a.flat_values.numpy(), b.flat_values.numpy())
         np.testing.assert_array_equal(a.row_lengths().numpy(), b.row_lengths().numpy())
@@ -223,7 +232,7 @@ def test_saved_model_export_works_in_a_fresh_process(tokenizers, tmp_path):
 
 def test_unknown_kind_is_a_clear_error():
     with pytest.raises(ValueError, match="tokenizer") as info:
-        build_tokenizer("bpe", "some text", 100)
+        train_tokenizer("bpe", "some text", 100)
     for kind in TOKENIZERS:
         assert kind in str(info.value)
 

@@ -6,14 +6,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from training_util import random_batches, tiny_configs
 
-from llm_tf import saving
 from llm_tf.models import TransformerLM
-from llm_tf.training import rundir
+from llm_tf.rundir import RunConfig, RunDir, RunDirectoryError
 from llm_tf.training.checkpoints import Checkpoints
 from llm_tf.training.optimizer import make_optimizer
 from llm_tf.training.step import TrainStep
-from training_util import random_batches, tiny_configs
 
 
 def make_state(directory, seed, dropout=0.1, keep=2):
@@ -36,7 +35,7 @@ def test_keeps_the_last_k_and_the_best_by_validation_loss(tmp_path):
     assert names == ["ckpt-3.index", "ckpt-4.index"]
     assert checkpoints.best_path.endswith("best-2")
     assert float(checkpoints.best_val_loss.numpy()) == 2.0
-    assert rundir.has_checkpoint(tmp_path)
+    assert RunDir(tmp_path).has_checkpoint()
 
 
 def test_restore_brings_back_weights_optimizer_step_and_dropout_rng(tmp_path):
@@ -74,47 +73,49 @@ def test_restoring_another_models_checkpoint_fails(tmp_path):
 
 
 def test_new_run_directory_rules(tmp_path):
-    rundir.prepare_new(tmp_path / "new")  # absent: created
+    RunDir.create(tmp_path / "new")  # absent: created
     assert (tmp_path / "new").is_dir()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(rundir.RunDirectoryError, match="is not empty"):
-        rundir.prepare_new(tmp_path / "other")
-    with pytest.raises(rundir.RunDirectoryError, match="holds no llm_tf run"):
-        rundir.prepare_new(tmp_path / "other", overwrite=True)
+    with pytest.raises(RunDirectoryError, match="is not empty"):
+        RunDir.create(tmp_path / "other")
+    with pytest.raises(RunDirectoryError, match="holds no llm_tf run"):
+        RunDir.create(tmp_path / "other", overwrite=True)
     run = tmp_path / "run"
-    saving.write_config(run, tiny_configs()[0])
+    RunDir(run).write_config(RunConfig(tiny_configs()[0]))
     (run / "metrics.jsonl").write_text("{}\n")
     (run / "keep.txt").write_text("not ours")
-    with pytest.raises(rundir.RunDirectoryError, match="holds a run.*--resume.*--overwrite"):
-        rundir.prepare_new(run)
-    rundir.prepare_new(run, overwrite=True)
+    with pytest.raises(RunDirectoryError, match="holds a run.*--resume.*--overwrite"):
+        RunDir.create(run)
+    RunDir.create(run, overwrite=True)
     assert sorted(os.listdir(run)) == ["keep.txt"]  # only the run's own files are removed
 
 
 def test_resume_rules_name_the_differing_fields(tmp_path):
-    with pytest.raises(rundir.RunDirectoryError, match="nothing to resume"):
-        rundir.prepare_resume(tmp_path / "absent")
+    with pytest.raises(RunDirectoryError, match="nothing to resume"):
+        RunDir.resume(tmp_path / "absent")
     model_config = tiny_configs()[0]
-    saving.write_config(tmp_path, model_config)
-    with pytest.raises(rundir.RunDirectoryError, match="no checkpoint"):
-        rundir.prepare_resume(tmp_path)
+    RunDir(tmp_path).write_config(RunConfig(model_config))
+    with pytest.raises(RunDirectoryError, match="no checkpoint"):
+        RunDir.resume(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\n')
     (tmp_path / "checkpoints" / "ckpt-2.index").write_text("")
-    assert rundir.prepare_resume(tmp_path).model == model_config
-    with pytest.raises(rundir.RunDirectoryError,
+    assert RunDir.resume(tmp_path).read_config().model == model_config
+    # The vocabulary follows the run's tokenizer, so it is not compared.
+    RunDir.resume(tmp_path, model_config.replace(vocab_size=1000))
+    with pytest.raises(RunDirectoryError,
                        match=r"d_model: saved 32, asked for 64; dff: saved 64, asked for 128"):
-        rundir.prepare_resume(tmp_path, model_config.replace(d_model=64, dff=128))
+        RunDir.resume(tmp_path, model_config.replace(d_model=64, dff=128))
 
 
 def test_unwritable_run_directory_is_refused(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(rundir.RunDirectoryError, match="not writable"):
-        rundir.check_writable(blocker / "run")
+    with pytest.raises(RunDirectoryError, match="not writable"):
+        RunDir(blocker / "run").check_writable()
     if os.geteuid() != 0:  # root writes through permissions
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        with pytest.raises(rundir.RunDirectoryError, match="not writable"):
-            rundir.check_writable(locked / "run")
+        with pytest.raises(RunDirectoryError, match="not writable"):
+            RunDir(locked / "run").check_writable()

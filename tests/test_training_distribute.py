@@ -6,10 +6,10 @@ import socket
 
 import numpy as np
 import pytest
+from training_util import TINY_CLI, popen_python, python_env, run_python, write_corpus
 
 from llm_tf import saving
 from llm_tf.training import distribute
-from training_util import TINY_CLI, popen_python, python_env, run_python, write_corpus
 
 
 def test_get_strategy_defaults_to_one_device_and_rejects_unknown_kinds(monkeypatch):
@@ -148,6 +148,7 @@ def test_multi_worker_mirrored_with_two_local_workers_trains_and_checkpoints(tmp
 
     # The chief's checkpoint and weights load on one device.
     import tensorflow as tf
+
     from llm_tf.training.checkpoints import Checkpoints
     from llm_tf.training.optimizer import make_optimizer
     from llm_tf.training.step import TrainStep

@@ -3,12 +3,12 @@
 import keras
 import numpy as np
 import tensorflow as tf
+from training_util import random_batches, tiny_configs
 
 from llm_tf.models import TransformerLM
 from llm_tf.training.fit import fit
 from llm_tf.training.optimizer import make_optimizer
 from llm_tf.training.step import TrainStep
-from training_util import random_batches, tiny_configs
 
 
 def test_fit_takes_the_same_steps_as_the_custom_loop():

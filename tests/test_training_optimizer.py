@@ -4,12 +4,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from training_util import tiny_configs
 
 from llm_tf.config import TrainConfig
 from llm_tf.models import TransformerLM
 from llm_tf.training.losses import LanguageModelLoss, Perplexity, token_loss_sum
 from llm_tf.training.optimizer import AdamW, decays, make_optimizer
-from training_util import tiny_configs
 
 
 def torch_adamw_reference(params, grads_per_step, lrs, beta1, beta2, eps, wd, decayed):

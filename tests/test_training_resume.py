@@ -9,15 +9,15 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from llm_tf.training import rundir
-from llm_tf.training.reporting import read_metrics
 from training_util import TINY_CLI, popen_python, run_python, write_corpus
+
+from llm_tf.rundir import RunDir
+from llm_tf.training.reporting import read_metrics
 
 # op determinism must be on before any op runs: a fresh process per run.
 DETERMINISTIC_CLI = ("import sys, tensorflow as tf\n"
                      "tf.config.experimental.enable_op_determinism()\n"
-                     "from llm_tf.training.cli import main\n"
+                     "from llm_tf.commands.train import main\n"
                      "sys.exit(main(sys.argv[1:]))\n")
 
 
@@ -63,7 +63,7 @@ def test_n_steps_straight_equal_k_steps_then_resume(tmp_path):
 
 def latest_step(run_dir):
     """Step of the newest complete checkpoint, from the index file (None if none yet)."""
-    path = tf.train.latest_checkpoint(rundir.checkpoint_dir(run_dir))
+    path = tf.train.latest_checkpoint(RunDir(run_dir).checkpoint_dir)
     return None if path is None else int(path.rsplit("-", 1)[1])
 
 
@@ -87,14 +87,15 @@ def test_kill_9_mid_run_loses_only_steps_since_the_last_checkpoint(tmp_path):
 
     step = latest_step(run_dir)
     assert step % 3 == 0 and step >= 6
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(rundir.checkpoint_dir(run_dir)))
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(RunDir(run_dir).checkpoint_dir))
     for name in reader.get_variable_to_shape_map():  # every tensor of it reads back
         reader.get_tensor(name)
-    recorded = [r["step"] for r in read_metrics(run_dir)]
+    recorded = [r["step"] for r in read_metrics(RunDir(run_dir).metrics_file)]
     assert recorded in (list(range(3, step + 1, 3)), list(range(3, step + 4, 3)))
 
     resumed = run_python([*args, "--resume", f"--steps={step + 3}"]).stdout
     assert f"resuming at step {step} " in resumed
     assert resumed.strip().splitlines()[-1].startswith(f"done: step {step + 3}, train loss")
     assert latest_step(run_dir) == step + 3
-    assert [r["step"] for r in read_metrics(run_dir)] == list(range(3, step + 4, 3))
+    logged_steps = [r["step"] for r in read_metrics(RunDir(run_dir).metrics_file)]
+    assert logged_steps == list(range(3, step + 4, 3))

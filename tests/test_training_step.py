@@ -6,13 +6,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from training_util import random_batches, tiny_configs
 
 from llm_tf.models import TransformerLM
 from llm_tf.training.checkpoints import Checkpoints
 from llm_tf.training.loop import TrainingDiverged, run_loop
 from llm_tf.training.optimizer import make_optimizer
 from llm_tf.training.step import EvalStep, TrainStep
-from training_util import random_batches, tiny_configs
 
 STRATEGY = tf.distribute.get_strategy()
 

@@ -30,58 +30,16 @@ from __future__ import annotations
 import codecs
 import glob as globlib
 import os
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-BUILTIN = "builtin"
+from llm_tf.data.corpus import BUILTIN, Corpus, DataError, DataFileNotFoundError
+from llm_tf.data.tfds_source import load_tfds
+
 TFDS_PREFIX = "tfds:"
 ERROR_POLICIES = ("strict", "replace")
 _READ_BLOCK = 1 << 22  # 4 MiB: bounded memory when validating or reading big files
-
-
-class DataError(ValueError):
-    """A corpus or data setting is unusable; the message names the file or argument."""
-
-
-class DataFileNotFoundError(DataError, FileNotFoundError):
-    """A corpus path does not exist (both a `DataError` and a `FileNotFoundError`)."""
-
-
-class Corpus:
-    """Text that can be streamed, as TF lines or as Python strings.
-
-    Attributes:
-        source: the source string it was loaded from (for messages and configs).
-        lines_per_batch: lines (or documents) per element of `line_batches()`,
-            i.e. per tokenizer call (large for lines, small for whole documents).
-    """
-
-    source: str = ""
-    lines_per_batch: int = 1024
-
-    def line_batches(self, batch_size: Optional[int] = None) -> tf.data.Dataset:
-        """(n,) `tf.string` elements of up to `batch_size` (default `lines_per_batch`)
-        lines (or documents), each ending in "\\n", in corpus order.
-
-        Work is done per batch, never per line: a tf.data function call per
-        element costs tens of microseconds, more than tokenizing a line.
-        """
-        raise NotImplementedError
-
-    def lines(self) -> tf.data.Dataset:
-        """Scalar `tf.string` elements, each one line (or document) ending in "\\n"."""
-        return self.line_batches().unbatch()
-
-    def iter_text(self) -> Iterator[str]:
-        """Python strings (chunks of whole lines), in corpus order."""
-        raise NotImplementedError
-
-    def validate(self) -> None:
-        """Raises a `DataError` naming the culprit if the text cannot be read."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.source!r})"
 
 
 class TextCorpus(Corpus):
@@ -239,7 +197,6 @@ def load_corpus(source: str | os.PathLike = BUILTIN, *, errors: str = "strict",
     if source == BUILTIN:
         return TextCorpus(builtin_text(), source=BUILTIN)
     if source.startswith(TFDS_PREFIX):
-        from llm_tf.data import tfds_source  # imports tensorflow_datasets only when asked
-        return tfds_source.load_tfds(source[len(TFDS_PREFIX):], source, errors, data_dir,
+        return load_tfds(source[len(TFDS_PREFIX):], source, errors, data_dir,
                                      network_probe, text_feature)
     return FileCorpus(_resolve_files(source), source=source, errors=errors)

@@ -38,13 +38,15 @@ iterator's position (including the shuffle buffer) with the model's checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from llm_tf.config import DataConfig
-from llm_tf.data.corpora import Corpus, DataError, load_corpus
+from llm_tf.data.corpora import load_corpus
+from llm_tf.data.corpus import Corpus, DataError
 from llm_tf.tokenizers.base import PAD_ID
 
 DEFAULT_MAX_IN_MEMORY_TOKENS = 16 * 2**20
@@ -242,7 +244,7 @@ def build_lm_data(data_config: DataConfig, tokenizer, *, corpus: Optional[Corpus
                                        start_step, epochs)
     train = train.prefetch(AUTOTUNE)
     val = whole_split_batches(val_chunks, n_val, T, B, tokenizer.pad_id).prefetch(AUTOTUNE)
-    val_batches = -(-(-(-(n_val - 1) // T)) // B)  # ceil(ceil((n_val - 1) / T) / B)
+    val_batches = math.ceil(math.ceil((n_val - 1) / T) / B)
     return LMData(train=train, val=val, num_train_tokens=n_train, num_val_tokens=n_val,
                   train_windows=train_windows, val_batches=val_batches,
                   streaming=bool(streaming))
@@ -271,13 +273,3 @@ def _random_offset_batches(tokens, num_windows, stride, W, B, seed, start_step, 
         return windows[:, :-1], windows[:, 1:]
 
     return offsets.batch(B, drop_remainder=True).map(gather, num_parallel_calls=AUTOTUNE)
-
-
-def make_lm_datasets(data_config: DataConfig, tokenizer, **kwargs):
-    """`(train_ds, val_ds)` of `(x, y)` int32 batches of static shape (B, T).
-
-    See `build_lm_data` for the keyword arguments and the module docstring for
-    how the split, the windows and resumption work.
-    """
-    data = build_lm_data(data_config, tokenizer, **kwargs)
-    return data.train, data.val

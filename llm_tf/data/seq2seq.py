@@ -17,7 +17,7 @@ from typing import Iterable, Union
 
 import tensorflow as tf
 
-from llm_tf.data.corpora import DataError
+from llm_tf.data.corpus import DataError
 from llm_tf.tokenizers.base import BOS_ID, EOS_ID, PAD_ID
 
 AUTOTUNE = tf.data.AUTOTUNE

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from llm_tf.data.corpora import BUILTIN, Corpus, DataError
+from llm_tf.data.corpus import BUILTIN, Corpus, DataError
 
 # Host and port that a TFDS download would need (TFDS's own storage bucket).
 NETWORK_PROBE_ADDRESS = ("storage.googleapis.com", 443)

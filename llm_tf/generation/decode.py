@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from llm_tf._validation import is_int
 from llm_tf.generation import samplers
+
 # The special ids every llm_tf tokenizer shares.
 from llm_tf.tokenizers.base import BOS_ID, EOS_ID, PAD_ID
 
@@ -47,19 +48,30 @@ from llm_tf.tokenizers.base import BOS_ID, EOS_ID, PAD_ID
 PREFILL_CHUNK = 64
 
 
-def check_max_new_tokens(max_new_tokens, max_length: int) -> None:
-    """The policy: 0 <= max_new_tokens <= max_length - 1 (one slot is kept for the prompt).
+def max_new_tokens_rule(max_length: int) -> str:
+    """The policy, in words: 0 <= max_new_tokens <= max_length - 1.
 
     The prompt and the generated tokens share the model's context of
-    `max_length` slots; there is no sliding window. The prompt is cut from the
-    left to fit (`prepare_prompts`).
+    `max_length` slots (the prompt keeps at least one); there is no sliding
+    window. The prompt is cut from the left to fit (`prepare_prompts`).
     """
+    return (f"`max_new_tokens` must be an integer in [0, {max_length - 1}]: the prompt and the "
+            f"new tokens share the model's context of max_length={max_length} tokens (the "
+            "prompt keeps at least one)")
+
+
+def check_max_new_tokens(max_new_tokens, max_length: int) -> None:
+    """A `ValueError` stating `max_new_tokens_rule` unless 0 <= max_new_tokens < max_length."""
     if not (is_int(max_new_tokens) and 0 <= max_new_tokens <= max_length - 1):
-        raise ValueError(
-            f"`max_new_tokens` must be an integer in [0, {max_length - 1}]: the prompt and "
-            f"the new tokens share the model's context of max_length={max_length} tokens "
-            "(the prompt keeps at least one). Received: "
-            f"max_new_tokens={max_new_tokens!r}")
+        raise ValueError(f"{max_new_tokens_rule(max_length)}. "
+                         f"Received: max_new_tokens={max_new_tokens!r}")
+
+
+def max_new_tokens_graph_checks(max_new_tokens, max_length: int) -> list:
+    """The same rule for a scalar tensor: assertion ops raising `InvalidArgumentError`."""
+    rule = max_new_tokens_rule(max_length)
+    return [tf.debugging.assert_greater_equal(max_new_tokens, 0, message=rule),
+            tf.debugging.assert_less_equal(max_new_tokens, max_length - 1, message=rule)]
 
 
 class PreparedPrompts(NamedTuple):
@@ -148,8 +160,7 @@ def prefill(model, tokens, lengths, prompt_end, chunk: int = PREFILL_CHUNK):
     max_length = model.config.max_length
     chunk = min(int(chunk), max_length)
     positions, padding_mask = prompt_layout(lengths, prompt_end, max_length)
-    # One tensor per layer: the loop updates each in place under XLA.
-    cache = tuple(tf.unstack(model.init_cache(tf.shape(tokens)[0]), model.config.num_layers))
+    cache = model.init_cache(tf.shape(tokens)[0])  # L × (B, 2, H, T_max, Dh)
 
     def body(start, cache):
         begin = tf.minimum(start, max_length - chunk)
@@ -209,7 +220,8 @@ def sampling_loop(next_fn, sample_fn, tokens, cache, prompt_end, max_new_tokens,
 
 
 def make_sample_fn(temperature, top_k, top_p, seed) -> Callable:
-    """The `sample_fn(logits, step)` of `samplers.sample` with these parameters."""
+    """The `sample_fn(logits, step)` of `samplers.sample` with these parameters (the scalar
+    tensors of `Sampling.tensors()`)."""
     return lambda logits, step: samplers.sample(logits, seed, step, temperature, top_k, top_p)
 
 
@@ -242,8 +254,9 @@ def _forward_fn(model):
     return _FORWARD_FNS[model]
 
 
-def generate_reference(model, prompt_ids, max_new_tokens: int, temperature=0.0, top_k=0,
-                       top_p=1.0, seed=0, eos_id: int = EOS_ID, pad_id: int = PAD_ID,
+def generate_reference(model, prompt_ids, max_new_tokens: int,
+                       sampling: samplers.Sampling | None = None,
+                       eos_id: int = EOS_ID, pad_id: int = PAD_ID,
                        bos_id: int = BOS_ID) -> list[list[int]]:
     """The design document's §5.2 loop done right: no cache, the whole sequence each step.
 
@@ -254,12 +267,13 @@ def generate_reference(model, prompt_ids, max_new_tokens: int, temperature=0.0, 
 
     Args:
         prompt_ids: list of B lists of ints.
-        Others: as in `Generator.generate_ids`.
+        max_new_tokens: as in `Generator.generate_ids`.
+        sampling: a `Sampling` (default greedy, seed 0).
 
     Returns:
         B lists of new token ids, each ending at its first EOS (kept) if any.
     """
-    samplers.validate_sampling(temperature, top_k, top_p)
+    sampling = sampling or samplers.Sampling(seed=0)
     max_length = model.config.max_length
     check_max_new_tokens(max_new_tokens, max_length)
     prepared = prepare_prompts(ragged_from_lists(prompt_ids), max_length, max_new_tokens,
@@ -272,7 +286,8 @@ def generate_reference(model, prompt_ids, max_new_tokens: int, temperature=0.0, 
     for step in range(max_new_tokens):
         slots = tf.range(tf.shape(ids)[1])[None, :]  # (1, t)
         logits = forward(ids, slots >= starts, tf.maximum(slots - starts, 0))  # (B, t, V)
-        token = samplers.sample(logits[:, -1, :], seed, step, temperature, top_k, top_p)
+        token = samplers.sample(logits[:, -1, :], sampling.seed, step, sampling.temperature,
+                                sampling.top_k, sampling.top_p)
         token = tf.where(done, pad_id, token)  # (B,)
         ids = tf.concat([ids, token[:, None]], axis=1)  # (B, t + 1)
         done = tf.logical_or(done, token == eos_id)

@@ -18,7 +18,6 @@ generate` prints prompt and continuation.
 
 from __future__ import annotations
 
-import random
 import warnings
 from typing import Iterator, Optional, Sequence
 
@@ -30,15 +29,6 @@ from llm_tf.generation import decode as D
 from llm_tf.generation import samplers
 
 COMPILE_MODES = ("eager", "graph", "xla")
-
-
-def normalize_seed(seed: Optional[int]) -> int:
-    """An int32 seed: a random one for None, any Python int wrapped into int32 range."""
-    if seed is None:
-        return random.SystemRandom().randrange(2**31)
-    if not is_int(seed):
-        raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
-    return (seed + 2**31) % 2**32 - 2**31
 
 
 class Generator:
@@ -134,8 +124,9 @@ class Generator:
     # -- token ids ---------------------------------------------------------------
 
     def _prepare(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
-        """Checks the arguments; returns (prompt ids RaggedTensor (B, (n)), scalar tensors)."""
-        samplers.validate_sampling(temperature, top_k, top_p)
+        """Checks the arguments; returns (prompt ids RaggedTensor (B, (n)), scalar tensors:
+        max_new_tokens, then `Sampling.tensors()`)."""
+        sampling = samplers.Sampling(temperature, top_k, top_p, seed)
         D.check_max_new_tokens(max_new_tokens, self.max_length)
         if isinstance(prompt_ids, tf.RaggedTensor):
             ragged = tf.cast(prompt_ids, tf.int32).with_row_splits_dtype(tf.int64)
@@ -146,10 +137,7 @@ class Generator:
         if flat.size and (flat.min() < 0 or flat.max() >= vocab_size):
             raise ValueError(f"Prompt token ids must be in [0, {vocab_size}) (the model's "
                              f"vocab_size). Received ids from {flat.min()} to {flat.max()}.")
-        args = (tf.constant(max_new_tokens, tf.int32), tf.constant(temperature, tf.float32),
-                tf.constant(top_k, tf.int32), tf.constant(top_p, tf.float32),
-                tf.constant(normalize_seed(seed), tf.int32))
-        return ragged, args
+        return ragged, (tf.constant(max_new_tokens, tf.int32), *sampling.tensors())
 
     def _warn_if_cut(self, truncated, max_new_tokens) -> None:
         cut = np.flatnonzero(np.asarray(truncated))
@@ -231,8 +219,9 @@ class Generator:
                              f"Received: {prompts!r}")
         return tokenizer.encode(tf.constant(texts, tf.string))
 
-    def _decode_text(self, ids: Sequence[int]) -> str:
-        text = self.tokenizer.decode(tf.constant(list(ids), tf.int32))
+    def decode_text(self, ids: Sequence[int]) -> str:
+        """Token ids -> text (PAD, BOS, EOS dropped; invalid UTF-8 replaced)."""
+        text = self._require_tokenizer().decode(tf.constant(list(ids), tf.int32))
         return text.numpy().decode("utf-8", errors="replace")
 
     def generate(self, prompts, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
@@ -240,7 +229,7 @@ class Generator:
         """The continuation of each prompt: a str for a str, a list for a list of str."""
         ids = self.generate_ids(self._encode(prompts), max_new_tokens, temperature, top_k,
                                 top_p, seed)
-        texts = [self._decode_text(row) for row in ids]
+        texts = [self.decode_text(row) for row in ids]
         return texts[0] if isinstance(prompts, str) else texts
 
     def stream(self, prompt: str, max_new_tokens: int, temperature: float = 0.0,
@@ -258,12 +247,12 @@ class Generator:
         for step_tokens in self.stream_ids(self._encode([prompt]), max_new_tokens, temperature,
                                            top_k, top_p, seed):
             ids.append(int(step_tokens[0]))
-            text = self._decode_text(ids)
+            text = self.decode_text(ids)
             stable = text.rstrip("\ufffd")
             if stable.startswith(emitted) and len(stable) > len(emitted):
                 yield stable[len(emitted):]
                 emitted = stable
-        text = self._decode_text(ids)
+        text = self.decode_text(ids)
         if text.startswith(emitted) and len(text) > len(emitted):
             yield text[len(emitted):]
 
@@ -276,3 +265,44 @@ def generate(model, tokenizer, prompts, max_new_tokens: int, **sampling):
 def generate_ids(model, prompt_ids, max_new_tokens: int, **sampling) -> list[list[int]]:
     """One-off generation from token ids; compiles for each call (keep a `Generator`)."""
     return Generator(model).generate_ids(prompt_ids, max_new_tokens, **sampling)
+
+
+# nanoGPT's sample.py settings for the text printed while training.
+TRAINING_SAMPLE_TEMPERATURE = 0.8
+TRAINING_SAMPLE_TOP_K = 200
+
+
+def training_sampler(length: int, seed: int):
+    """What `llm_tf.training.train(sampler=...)` takes: `(model, tokenizer) -> sample(step)`,
+    where `sample(step)` is `length` tokens generated after a newline, seeded by (seed, step).
+
+    The `Generator`'s KV cache and stateless seeds never touch the training's random
+    state. A sample longer than the context is made in rounds, each continuing from
+    the last half-context, as nanoGPT crops its context to `block_size`.
+    """
+
+    def make(model, tokenizer):
+        generator = Generator(model, tokenizer, compile="graph")
+        max_length = model.config.max_length
+        window = max(1, max_length // 2)
+        newline = [int(i) for i in tokenizer.encode(tf.constant("\n")).numpy()]
+        prompt = newline if newline and tokenizer.unk_id not in newline else []  # [] -> BOS
+
+        def sample(step: int) -> str:
+            new, round_ = [], 0
+            while len(new) < length:
+                context = (prompt + new)[-window:] if new else prompt
+                n = min(length - len(new), max_length - max(len(context), 1))
+                ids = generator.generate_ids(
+                    [context], n, temperature=TRAINING_SAMPLE_TEMPERATURE,
+                    top_k=min(TRAINING_SAMPLE_TOP_K, tokenizer.vocab_size),
+                    seed=seed * 7919 + step * 101 + round_)[0]
+                new += [int(i) for i in ids]
+                round_ += 1
+                if len(ids) < n or (ids and ids[-1] == tokenizer.eos_id):
+                    break
+            return f"----- sample at step {step} -----\n{generator.decode_text(new)}\n-----"
+
+        return sample
+
+    return make

@@ -22,9 +22,14 @@ samples the same text at row 0 of any batch.
 
 Order of the filters (as in Hugging Face's `generate` and keras-hub): temperature,
 then top-k, then top-p on what top-k kept. `temperature == 0` means greedy.
-All parameters may be Python numbers or scalar tensors (the SavedModel passes
-tensors), and every function keeps static shapes so it compiles under XLA.
+The functions take Python numbers or scalar tensors (the SavedModel passes tensors),
+and keep static shapes so that they compile under XLA. `Sampling` holds one set of
+parameters, validated once.
 """
+
+import dataclasses
+import random
+from typing import Optional
 
 import tensorflow as tf
 
@@ -33,20 +38,66 @@ from llm_tf._validation import is_int, is_number
 _GOLDEN = 0x9E3779B9  # 2^32 / golden ratio: spreads consecutive counters apart
 
 
-def validate_sampling(temperature=0.0, top_k=0, top_p=1.0) -> None:
-    """Raises a `ValueError` naming the argument if a sampling parameter is out of range.
+# The rules, stated once: `Sampling` checks Python values with them, `Sampling.graph_checks`
+# tensors (inside the SavedModel), with the same words.
+RULES = {
+    "temperature": "`temperature` must be a number >= 0 (0 means greedy)",
+    "top_k": "`top_k` must be an integer >= 0 (0 disables top-k)",
+    "top_p": "`top_p` must be a number in (0, 1] (1 disables top-p)",
+    "seed": "`seed` must be an integer or None",
+}
 
-    temperature >= 0 (0 = greedy), top_k >= 0 (0 = no top-k), 0 < top_p <= 1 (1 = no top-p).
+
+def normalize_seed(seed: Optional[int]) -> int:
+    """An int32 seed: a random one for None, any Python int wrapped into int32 range."""
+    if seed is None:
+        return random.SystemRandom().randrange(2**31)
+    if not is_int(seed):
+        raise ValueError(f"{RULES['seed']}. Received: seed={seed!r}")
+    return (seed + 2**31) % 2**32 - 2**31
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How each next token is picked, checked once when made.
+
+    Attributes:
+        temperature: >= 0; 0 is greedy (top-k and top-p are then irrelevant).
+        top_k: >= 0 most likely tokens kept; 0 disables top-k.
+        top_p: nucleus mass in (0, 1]; 1 disables top-p.
+        seed: the int32 seed of the draws; None (the default) draws a fresh one,
+            which `seed` then holds, so the text can be repeated.
     """
-    if not (is_number(temperature) and temperature >= 0):
-        raise ValueError("`temperature` must be a number >= 0 (0 means greedy). "
-                         f"Received: temperature={temperature!r}")
-    if not (is_int(top_k) and top_k >= 0):
-        raise ValueError("`top_k` must be an integer >= 0 (0 disables top-k). "
-                         f"Received: top_k={top_k!r}")
-    if not (is_number(top_p) and 0 < top_p <= 1):
-        raise ValueError("`top_p` must be a number in (0, 1] (1 disables top-p). "
-                         f"Received: top_p={top_p!r}")
+
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: Optional[int] = None
+
+    def __post_init__(self):
+        if not (is_number(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"{RULES['temperature']}. Received: temperature={self.temperature!r}")
+        if not (is_int(self.top_k) and self.top_k >= 0):
+            raise ValueError(f"{RULES['top_k']}. Received: top_k={self.top_k!r}")
+        if not (is_number(self.top_p) and 0 < self.top_p <= 1):
+            raise ValueError(f"{RULES['top_p']}. Received: top_p={self.top_p!r}")
+        object.__setattr__(self, "seed", normalize_seed(self.seed))
+
+    def tensors(self) -> tuple:
+        """(temperature float32, top_k int32, top_p float32, seed int32) scalars: what the
+        compiled decode loop and the SavedModel's signatures take."""
+        return (tf.constant(self.temperature, tf.float32), tf.constant(self.top_k, tf.int32),
+                tf.constant(self.top_p, tf.float32), tf.constant(self.seed, tf.int32))
+
+    @staticmethod
+    def graph_checks(temperature, top_k, top_p) -> list:
+        """The same rules for scalar tensors: assertion ops raising `InvalidArgumentError`."""
+        return [
+            tf.debugging.assert_greater_equal(temperature, 0.0, message=RULES["temperature"]),
+            tf.debugging.assert_greater_equal(top_k, 0, message=RULES["top_k"]),
+            tf.debugging.assert_greater(top_p, 0.0, message=RULES["top_p"]),
+            tf.debugging.assert_less_equal(top_p, 1.0, message=RULES["top_p"]),
+        ]
 
 
 def greedy(logits):

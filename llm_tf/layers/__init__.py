@@ -15,23 +15,36 @@ Reading order, following the design document:
     -> embedding -> stack -> encoder (§3.2, §4.2) -> decoder (§3.3, §4.3)
 """
 
-from llm_tf.layers.attention import (MultiHeadAttention, attention_weights,
-                                     scaled_dot_product_attention)
+from llm_tf.layers.attention import (
+                                     MultiHeadAttention,
+                                     attention_weights,
+                                     scaled_dot_product_attention,
+)
 from llm_tf.layers.block import TransformerBlock
 from llm_tf.layers.decoder import DecoderLayer, TransformerDecoder
 from llm_tf.layers.embedding import TokenAndPositionEmbedding
 from llm_tf.layers.encoder import EncoderLayer, TransformerEncoder
 from llm_tf.layers.feed_forward import FeedForward
-from llm_tf.layers.masks import (causal_mask, combine_masks, decoder_self_attention_mask,
-                                 key_padding_mask, padding_mask)
+from llm_tf.layers.masks import (
+                                     causal_mask,
+                                     combine_masks,
+                                     decoder_self_attention_mask,
+                                     key_padding_mask,
+                                     padding_mask,
+)
+from llm_tf.layers.position import (
+                                     PositionalEncoding,
+                                     PositionEmbedding,
+                                     apply_rotary,
+                                     sinusoidal_table,
+)
 from llm_tf.layers.stack import TransformerStack
-from llm_tf.layers.position import (PositionalEncoding, PositionEmbedding, apply_rotary,
-                                    sinusoidal_table)
 
 __all__ = [
     "DecoderLayer", "EncoderLayer", "FeedForward", "MultiHeadAttention", "PositionEmbedding",
     "PositionalEncoding", "TokenAndPositionEmbedding", "TransformerBlock", "TransformerDecoder",
-    "TransformerEncoder", "TransformerStack", "apply_rotary", "attention_weights", "causal_mask", "combine_masks",
+    "TransformerEncoder", "TransformerStack", "apply_rotary", "attention_weights", "causal_mask",
+    "combine_masks",
     "decoder_self_attention_mask", "key_padding_mask", "padding_mask",
     "scaled_dot_product_attention", "sinusoidal_table",
 ]

@@ -15,7 +15,7 @@ import math
 import keras
 import tensorflow as tf
 
-from llm_tf._validation import check_divisible, check_rate
+from llm_tf._validation import check_divisible, check_rate, check_rotary_head_width
 from llm_tf.layers.initializers import clone_initializer
 from llm_tf.layers.masks import causal_mask, combine_masks
 from llm_tf.layers.position import apply_rotary
@@ -69,7 +69,7 @@ def scaled_dot_product_attention(query, key, value, mask=None):
 
 @keras.saving.register_keras_serializable(package="llm_tf")
 class MultiHeadAttention(keras.layers.Layer):
-    """Multi-head attention (Vaswani et al. 2017, §3.2.2) with an optional KV cache.
+    """Multi-head attention (Vaswani et al. 2017, §3.2.2) with a key/value cache.
 
     Queries, keys and values are projected to D = H · Dh, split into H heads,
     attended per head with `attention_weights`, merged back and projected.
@@ -84,29 +84,32 @@ class MultiHeadAttention(keras.layers.Layer):
         kernel_initializer: initializer of the Q, K, V projection kernels.
         output_kernel_initializer: initializer of the output projection kernel
             (GPT-2 scales it down with depth); defaults to `kernel_initializer`.
+        bias_initializer: initializer of the four biases.
 
-    Call arguments (in Keras' order, query-value-key, so this layer is a drop-in
-    for `keras.layers.MultiHeadAttention`; the document writes Attention(Q, K, V)):
+    Three entry points, each with one return shape:
+
+    * `call(query, value=None, key=None, ...) -> (B, Tq, D)` — the layer as Keras calls it.
+      Arguments in Keras' order (query, value, key), so this layer is a drop-in for
+      `keras.layers.MultiHeadAttention`; the document writes Attention(Q, K, V).
+    * `call_with_cache(query, cache, cache_index, ...) -> ((B, Tq, D), cache)` — causal
+      self-attention of Tq new positions against the keys and values of earlier ones.
+    * `attention_weights(query, value=None, key=None, ...) -> (B, H, Tq, Tk)` — the
+      softmax weights themselves, for plots (no dropout).
+
+    Arguments shared by the three:
         query: (B, Tq, D).
         value: (B, Tk, D); defaults to `query` (self-attention).
         key: (B, Tk, D); defaults to `value`.
-        attention_mask: bool broadcastable to (B, Tq, Tk), True = may attend.
-            With a cache, Tk is the cache length.
-        use_causal_mask: AND the mask with a causal one (offset by `cache_index`
-            when decoding with a cache).
-        positions: int (Tq,) or (B, Tq), positions of the queries (and of the new
-            keys) for rotary encoding; default `cache_index + range(Tq)`.
-        cache: (B, 2, H, T_max, Dh) keys and values of earlier positions, for
-            self-attention during incremental decoding; the new keys and values
-            are written at `cache_index` and attention runs over all T_max slots
-            (slots not yet written must be masked; `use_causal_mask` does it).
-        cache_index: int scalar, position of the first query in the cache.
+        attention_mask: bool broadcastable to (B, Tq, Tk), True = may attend. With a
+            cache, Tk is the cache length T_max.
+        use_causal_mask: AND the mask with a causal one.
+        positions: int (Tq,) or (B, Tq), positions of the queries (and of the new keys)
+            for rotary encoding; default `range(Tq)`, or `cache_index + range(Tq)`.
         training: enables dropout.
-        return_attention_scores: also return the weights (B, H, Tq, Tk).
-
-    Returns:
-        output (B, Tq, D); then the updated cache if `cache` was given; then
-        the attention weights if asked for.
+        cache: (B, 2, H, T_max, Dh) keys and values of earlier positions. The new keys
+            and values are written at [cache_index, cache_index + Tq) and attention runs
+            over all T_max slots; slots not yet written are hidden by the causal mask.
+        cache_index: int scalar, position of the first query in the cache.
     """
 
     def __init__(self, d_model, num_heads, dropout=0.0, use_bias=True,
@@ -115,9 +118,8 @@ class MultiHeadAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         check_divisible(d_model, num_heads)
         check_rate("dropout", dropout)
-        if rotary_max_wavelength is not None and (d_model // num_heads) % 2:
-            raise ValueError("Rotary encoding needs an even head width d_model / num_heads. "
-                             f"Received: d_model={d_model}, num_heads={num_heads}")
+        if rotary_max_wavelength is not None:
+            check_rotary_head_width(d_model, num_heads)
         self.d_model = d_model
         self.num_heads = num_heads
         self.head_dim = d_model // num_heads
@@ -150,6 +152,35 @@ class MultiHeadAttention(keras.layers.Layer):
         self.output_dense.build(tuple(query_shape[:-1]) + (self.d_model,))
         self.built = True
 
+    # -- the three entry points ------------------------------------------------
+
+    def call(self, query, value=None, key=None, attention_mask=None, use_causal_mask=False,
+             positions=None, training=None):
+        q, k, v = self._project(query, value, key, positions)
+        mask = self._mask(attention_mask, use_causal_mask, q, k)
+        return self._attend(q, k, v, mask, training)  # (B, Tq, D)
+
+    def call_with_cache(self, query, cache, cache_index, attention_mask=None, positions=None,
+                        training=None):
+        q, k, v = self._project(query, query, query, positions, offset=cache_index)
+        # Write the new keys/values at [cache_index, cache_index + Tq) with a static-shape
+        # update, so the decode loop compiles once under XLA.
+        update = tf.stack([k, v], axis=1)  # (B, 2, H, Tq, Dh)
+        zero = tf.zeros((), tf.int32)
+        cache = keras.ops.slice_update(
+            cache, [zero, zero, zero, tf.cast(cache_index, tf.int32), zero],
+            tf.cast(update, cache.dtype))
+        k, v = cache[:, 0], cache[:, 1]  # (B, H, T_max, Dh)
+        mask = self._mask(attention_mask, True, q, k, offset=cache_index)
+        return self._attend(q, k, v, mask, training), cache
+
+    def attention_weights(self, query, value=None, key=None, attention_mask=None,
+                          use_causal_mask=False, positions=None):
+        q, k, _ = self._project(query, value, key, positions)
+        return attention_weights(q, k, self._mask(attention_mask, use_causal_mask, q, k))
+
+    # -- the steps they share -----------------------------------------------------
+
     def _split_heads(self, x):
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         x = tf.reshape(x, (batch, length, self.num_heads, self.head_dim))  # (B, T, H, Dh)
@@ -160,54 +191,37 @@ class MultiHeadAttention(keras.layers.Layer):
         x = tf.transpose(x, (0, 2, 1, 3))  # (B, T, H, Dh)
         return tf.reshape(x, (batch, length, self.d_model))  # (B, T, D)
 
-    def call(self, query, value=None, key=None, attention_mask=None, use_causal_mask=False,
-             positions=None, cache=None, cache_index=None, training=None,
-             return_attention_scores=False):
+    def _project(self, query, value, key, positions, offset=0):
+        """Q (B, H, Tq, Dh), K and V (B, H, Tk, Dh); rotated by position with RoPE."""
         value = query if value is None else value
         key = value if key is None else key
-        if cache is not None and cache_index is None:
-            raise ValueError("`cache_index` is required when a `cache` is given.")
-        offset = 0 if cache_index is None else cache_index
-        query_length = tf.shape(query)[1]
-
-        q = self._split_heads(self.query_dense(query))  # (B, H, Tq, Dh)
-        k = self._split_heads(self.key_dense(key))  # (B, H, Tk_new, Dh)
-        v = self._split_heads(self.value_dense(value))  # (B, H, Tk_new, Dh)
+        q = self._split_heads(self.query_dense(query))
+        k = self._split_heads(self.key_dense(key))
+        v = self._split_heads(self.value_dense(value))
         if self.rotary_max_wavelength is not None:
             if positions is None:
-                positions = tf.range(query_length) + tf.cast(offset, tf.int32)
+                positions = tf.range(tf.shape(query)[1]) + tf.cast(offset, tf.int32)
             q = apply_rotary(q, positions, self.rotary_max_wavelength)
             k = apply_rotary(k, positions, self.rotary_max_wavelength)
+        return q, k, v
 
-        if cache is not None:
-            # Write the new keys/values at [cache_index, cache_index + Tq) with a
-            # static-shape update, so the decode loop compiles once under XLA.
-            update = tf.stack([k, v], axis=1)  # (B, 2, H, Tq, Dh)
-            zero = tf.zeros((), tf.int32)
-            cache = keras.ops.slice_update(
-                cache, [zero, zero, zero, tf.cast(cache_index, tf.int32), zero],
-                tf.cast(update, cache.dtype))
-            k, v = cache[:, 0], cache[:, 1]  # (B, H, T_max, Dh)
-
+    @staticmethod
+    def _mask(attention_mask, use_causal_mask, q, k, offset=0):
+        """The boolean mask broadcastable to (B, H, Tq, Tk), or None."""
         if attention_mask is not None and attention_mask.shape.rank == 3:
             attention_mask = attention_mask[:, None, :, :]  # (B, 1, Tq, Tk): same for all heads
         if use_causal_mask:
             attention_mask = combine_masks(
-                attention_mask, causal_mask(query_length, tf.shape(k)[2], offset))
+                attention_mask, causal_mask(tf.shape(q)[2], tf.shape(k)[2], offset))
+        return attention_mask
 
-        weights = attention_weights(q, k, attention_mask)  # (B, H, Tq, Tk), float32
+    def _attend(self, q, k, v, mask, training):
+        weights = attention_weights(q, k, mask)  # (B, H, Tq, Tk), float32
         weights = self.weights_dropout(weights, training=training)
         # The weighted sum runs in the compute dtype: the weights are already
         # normalised, so bfloat16/float16 lose nothing that matters here.
         context = tf.matmul(tf.cast(weights, v.dtype), v)  # (B, H, Tq, Dh)
-        output = self.output_dense(self._merge_heads(context))  # (B, Tq, D)
-
-        results = (output,)
-        if cache is not None:
-            results += (cache,)
-        if return_attention_scores:
-            results += (weights,)
-        return results[0] if len(results) == 1 else results
+        return self.output_dense(self._merge_heads(context))  # (B, Tq, D)
 
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
         return query_shape

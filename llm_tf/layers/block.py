@@ -1,24 +1,28 @@
-"""What encoder and decoder layers share: arguments, LayerNorms and the residual rule.
+"""What encoder and decoder layers share: arguments, sublayer factories and the residual rule.
 
 The residual connection adds a sublayer's **input** to its output. The design
 document's §4.2–4.3 writes `layer_norm(outputs + outputs)`, which doubles the
 sublayer output and drops the skip path; the paper (and this code) computes
 
-    post-LN (paper, document):  x = LayerNorm(x + Dropout(Sublayer(x)))
-    pre-LN  (GPT-2, default for the LM): x = x + Dropout(Sublayer(LayerNorm(x)))
+    post-LN (paper, document):           x = LayerNorm(x + Sublayer(x))
+    pre-LN  (GPT-2, default for the LM): x = x + Sublayer(LayerNorm(x))
 
-Pre-LN keeps an identity path from input to output, trains without warm-up
-tricks, and needs a final LayerNorm after the stack (the stacks add it).
+where Sublayer includes its output dropout. Pre-LN keeps an identity path from
+input to output, trains without warm-up tricks, and needs a final LayerNorm
+after the stack (`TransformerStack` adds it).
+
+Every block has the same three entry points as `MultiHeadAttention`, each with
+one return shape: `call(x, ...) -> x`, `call_with_cache(x, cache, cache_index,
+...) -> (x, cache)` and `attention_weights(x, ...) -> {sublayer name: weights}`.
 """
 
 import keras
 
 from llm_tf._validation import check_choice, check_divisible, check_positive, check_rate
+from llm_tf.config import NORM_PLACEMENTS
 from llm_tf.layers.attention import MultiHeadAttention
 from llm_tf.layers.feed_forward import FeedForward
 from llm_tf.layers.initializers import clone_initializer
-
-NORM_PLACEMENTS = ("pre", "post")
 
 
 class TransformerBlock(keras.layers.Layer):
@@ -61,6 +65,8 @@ class TransformerBlock(keras.layers.Layer):
         self.output_kernel_initializer = keras.initializers.get(
             output_kernel_initializer or kernel_initializer)
 
+    # -- sublayers, made alike for every block ------------------------------------
+
     def _attention(self, name, rotary):
         return MultiHeadAttention(
             self.d_model, self.num_heads, dropout=self.dropout, use_bias=self.use_bias,
@@ -74,8 +80,7 @@ class TransformerBlock(keras.layers.Layer):
             self.d_model, self.dff, activation=self.activation, dropout=self.dropout,
             use_bias=self.use_bias, kernel_initializer=clone_initializer(self.kernel_initializer),
             output_kernel_initializer=clone_initializer(self.output_kernel_initializer),
-            name="feed_forward",
-            dtype=self.dtype_policy)
+            name="feed_forward", dtype=self.dtype_policy)
 
     def _norm(self, name):
         return keras.layers.LayerNormalization(
@@ -85,8 +90,10 @@ class TransformerBlock(keras.layers.Layer):
     def _dropout(self):
         return keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
+    # -- the residual rule ----------------------------------------------------------
+
     def residual(self, x, sublayer, norm):
-        """x + Sublayer(x) with the LayerNorm placed as configured (see module docstring).
+        """x + Sublayer(x), with the LayerNorm where `norm_placement` puts it.
 
         Args:
             x: (B, T, D), the sublayer's input: this is what the residual adds.
@@ -94,8 +101,20 @@ class TransformerBlock(keras.layers.Layer):
             norm: the LayerNormalization of this sublayer.
         """
         if self.norm_placement == "pre":
-            return x + sublayer(norm(x))
-        return norm(x + sublayer(x))
+            return x + sublayer(norm(x))   # GPT-2
+        return norm(x + sublayer(x))       # the paper
+
+    def residual_with_cache(self, x, sublayer, norm):
+        """`residual` for a sublayer that also returns its updated cache: -> (x, cache)."""
+        if self.norm_placement == "pre":
+            out, cache = sublayer(norm(x))
+            return x + out, cache
+        out, cache = sublayer(x)
+        return norm(x + out), cache
+
+    def sublayer_input(self, x, norm):
+        """What a sublayer reads: LayerNorm(x) in a pre-LN block, x in a post-LN one."""
+        return norm(x) if self.norm_placement == "pre" else x
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
         return input_shape

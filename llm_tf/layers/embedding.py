@@ -6,10 +6,9 @@ import keras
 import tensorflow as tf
 
 from llm_tf._validation import check_choice, check_positive, check_rate
+from llm_tf.config import POSITION_ENCODINGS
 from llm_tf.layers.initializers import clone_initializer
 from llm_tf.layers.position import PositionalEncoding, PositionEmbedding
-
-POSITION_ENCODINGS = ("learned", "sinusoidal", "rope")
 
 
 @keras.saving.register_keras_serializable(package="llm_tf")
@@ -54,7 +53,8 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         self.dropout = dropout
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.token_embedding = keras.layers.Embedding(
-            vocab_size, d_model, embeddings_initializer=clone_initializer(self.embeddings_initializer),
+            vocab_size, d_model,
+            embeddings_initializer=clone_initializer(self.embeddings_initializer),
             name="token_embedding", dtype=self.dtype_policy)
         if position_encoding == "learned":
             self.position_embedding = PositionEmbedding(

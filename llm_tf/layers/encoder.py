@@ -4,7 +4,6 @@ import keras
 
 from llm_tf.layers.block import TransformerBlock
 from llm_tf.layers.masks import combine_masks, key_padding_mask
-from llm_tf.layers.masks import padding_mask as token_padding_mask
 from llm_tf.layers.stack import TransformerStack
 
 
@@ -20,11 +19,13 @@ class EncoderLayer(TransformerBlock):
         x: (B, S, D).
         padding_mask: optional bool (B, S), True = real token; pad keys are
             ignored by every query.
-        attention_mask: optional bool broadcastable to (B, S, S), AND-ed with it.
+        positions: optional int (S,) or (B, S), for rotary encoding.
         training: enables dropout.
+        attention_mask: optional bool broadcastable to (B, S, S), AND-ed with it.
 
     Returns:
-        (B, S, D).
+        (B, S, D). `attention_weights(x, ...)` (same arguments, no `training`)
+        returns {"self_attention": (B, H, S, S)}.
     """
 
     def __init__(self, d_model, num_heads, dff, **kwargs):
@@ -42,17 +43,28 @@ class EncoderLayer(TransformerBlock):
         self.feed_forward_norm.build(input_shape)
         self.built = True
 
-    def call(self, x, padding_mask=None, attention_mask=None, training=None):
-        if padding_mask is not None:
-            attention_mask = combine_masks(attention_mask, key_padding_mask(padding_mask))
+    def call(self, x, padding_mask=None, positions=None, training=None, attention_mask=None):
+        mask = self._mask(padding_mask, attention_mask)
 
         def attend(h):
-            h = self.self_attention(h, attention_mask=attention_mask, training=training)
+            h = self.self_attention(h, attention_mask=mask, positions=positions,
+                                    training=training)
             return self.self_attention_dropout(h, training=training)
 
-        x = self.residual(x, attend, self.self_attention_norm)
+        x = self.residual(x, attend, self.self_attention_norm)                      # (B, S, D)
         return self.residual(x, lambda h: self.feed_forward(h, training=training),
-                             self.feed_forward_norm)
+                             self.feed_forward_norm)                                # (B, S, D)
+
+    def attention_weights(self, x, padding_mask=None, positions=None, attention_mask=None):
+        h = self.sublayer_input(x, self.self_attention_norm)
+        return {"self_attention": self.self_attention.attention_weights(
+            h, attention_mask=self._mask(padding_mask, attention_mask), positions=positions)}
+
+    @staticmethod
+    def _mask(padding_mask, attention_mask):
+        if padding_mask is None:
+            return attention_mask
+        return combine_masks(attention_mask, key_padding_mask(padding_mask))
 
 
 @keras.saving.register_keras_serializable(package="llm_tf")
@@ -67,11 +79,12 @@ class TransformerEncoder(TransformerStack):
         input_vocab_size: V of the source tokens.
         Others: see `TransformerStack` (num_layers, d_model, num_heads, dff,
             maximum_position_encoding, dropout_rate, norm_placement, activation,
-            pad_id, layer_norm_epsilon).
+            pad_id, layer_norm_epsilon, ...).
 
     Call arguments:
         token_ids: int (B, S).
         padding_mask: optional bool (B, S); default `token_ids != pad_id`.
+        positions: optional int (S,) or (B, S); default range(S).
         training: enables dropout.
 
     Returns:
@@ -79,23 +92,9 @@ class TransformerEncoder(TransformerStack):
     """
 
     def __init__(self, num_layers, d_model, num_heads, dff, input_vocab_size, **kwargs):
-        super().__init__(num_layers, d_model, num_heads, dff, input_vocab_size, **kwargs)
+        super().__init__(num_layers, d_model, num_heads, dff, input_vocab_size,
+                         block_class=EncoderLayer, **kwargs)
         self.input_vocab_size = input_vocab_size
-        self.encoder_layers = [
-            EncoderLayer(d_model, num_heads, dff, name=f"encoder_layer_{i}",
-                         **self.block_arguments())
-            for i in range(num_layers)]
-
-    def build(self, token_ids_shape):
-        self.build_stack(token_ids_shape, self.encoder_layers)
-
-    def call(self, token_ids, padding_mask=None, training=None):
-        if padding_mask is None:
-            padding_mask = token_padding_mask(token_ids, self.pad_id)
-        x = self.embedding(token_ids, training=training)  # (B, S, D)
-        for layer in self.encoder_layers:
-            x = layer(x, padding_mask=padding_mask, training=training)
-        return self.normalize_output(x)
 
     def get_config(self):
         return {**super().get_config(), "input_vocab_size": self.input_vocab_size}

@@ -3,9 +3,8 @@
 import keras
 
 from llm_tf._validation import check_choice, check_positive, check_rate
+from llm_tf.config import ACTIVATIONS
 from llm_tf.layers.initializers import clone_initializer
-
-ACTIVATIONS = ("relu", "gelu")
 
 
 @keras.saving.register_keras_serializable(package="llm_tf")
@@ -48,9 +47,11 @@ class FeedForward(keras.layers.Layer):
             output_kernel_initializer or kernel_initializer)
         self.hidden_dense = keras.layers.Dense(
             dff, activation=activation, use_bias=use_bias,
-            kernel_initializer=clone_initializer(self.kernel_initializer), name="hidden", dtype=self.dtype_policy)
+            kernel_initializer=clone_initializer(self.kernel_initializer), name="hidden",
+            dtype=self.dtype_policy)
         self.output_dense = keras.layers.Dense(
-            d_model, use_bias=use_bias, kernel_initializer=clone_initializer(self.output_kernel_initializer),
+            d_model, use_bias=use_bias,
+            kernel_initializer=clone_initializer(self.output_kernel_initializer),
             name="output", dtype=self.dtype_policy)
         self.output_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 

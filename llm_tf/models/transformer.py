@@ -1,7 +1,6 @@
 """The encoder–decoder Transformer (design document §2.1.1, §3.3, §4.3; the paper's model)."""
 
 import keras
-import tensorflow as tf
 
 from llm_tf.layers.decoder import TransformerDecoder
 from llm_tf.layers.encoder import TransformerEncoder
@@ -80,35 +79,43 @@ class Transformer(keras.Model):
         source_mask = token_padding_mask(source_ids, self.pad_id)
         return self.encoder(source_ids, padding_mask=source_mask, training=training), source_mask
 
-    def decode(self, target_ids, encoder_outputs, source_mask, cache=None, cache_index=None,
-               training=None, return_attention_scores=False):
-        """Decoder pass -> logits (B, T, V); plus the cache and/or weights when asked.
+    def decode(self, target_ids, encoder_outputs, source_mask, training=None):
+        """Decoder pass: target_ids int (B, T) -> logits (B, T, V) float32.
 
         Args:
-            target_ids: int (B, T), or (B, t) new tokens with a cache.
+            target_ids: int (B, T), the decoder's inputs.
             encoder_outputs: (B, S, D) from `encode`.
             source_mask: bool (B, S) from `encode`.
-            cache: optional (L, B, 2, H, T_max, Dh) from `init_cache`.
-            cache_index: int scalar, position of target_ids[:, 0].
             training: enables dropout.
-            return_attention_scores: also return each decoder layer's weights
-                ({"self_attention", "cross_attention"} dicts).
         """
-        outputs = self.decoder(target_ids, encoder_outputs, encoder_padding_mask=source_mask,
-                               cache=cache, cache_index=cache_index, training=training,
-                               return_attention_scores=return_attention_scores)
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        logits = self.final_dense(outputs[0])  # (B, T, V), float32
-        return logits if len(outputs) == 1 else (logits,) + outputs[1:]
+        x = self.decoder(target_ids, encoder_outputs, encoder_padding_mask=source_mask,
+                         training=training)  # (B, T, D)
+        return self.final_dense(x)  # (B, T, V), float32
+
+    def decode_with_cache(self, target_ids, cache, cache_index, encoder_outputs, source_mask):
+        """t new target tokens against the decoder's cache -> (logits (B, t, V), cache).
+
+        Args:
+            target_ids: int (B, t), the tokens at positions [cache_index, cache_index + t).
+            cache: the L per-layer tensors (B, 2, H, T_max, Dh) from `init_cache`.
+            cache_index: int scalar.
+            encoder_outputs, source_mask: from `encode`.
+        """
+        x, cache = self.decoder.call_with_cache(target_ids, cache, cache_index, encoder_outputs,
+                                                encoder_padding_mask=source_mask)
+        return self.final_dense(x), cache
+
+    def attention_weights(self, source_ids, target_ids):
+        """Each decoder layer's {"self_attention": (B, H, T, T), "cross_attention":
+        (B, H, T, S)}, a list of L dicts (for plots)."""
+        encoder_outputs, source_mask = self.encode(source_ids)
+        return self.decoder.attention_weights(target_ids, encoder_outputs,
+                                              encoder_padding_mask=source_mask)
 
     def init_cache(self, batch_size, max_length):
-        """Zeros (L, B, 2, H, max_length, Dh) for the decoder's self-attention."""
-        if not 0 < max_length <= self.maximum_position_encoding:
-            raise ValueError(
-                "`max_length` must be in [1, maximum_position_encoding="
-                f"{self.maximum_position_encoding}]. Received: max_length={max_length!r}")
-        return tf.zeros((self.num_layers, batch_size, 2, self.num_heads, max_length,
-                         self.d_model // self.num_heads), dtype=self.compute_dtype)
+        """Zeros for the decoder's self-attention: a tuple of L tensors
+        (B, 2, H, max_length, Dh), max_length <= maximum_position_encoding."""
+        return self.decoder.init_cache(batch_size, max_length)
 
     def call(self, inputs, training=None):
         source_ids, target_ids = inputs

@@ -28,8 +28,17 @@ import os
 from typing import Any
 
 from llm_tf.config import TOKENIZERS
-from llm_tf.tokenizers.base import (BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, SPECIAL_TOKENS, UNK_ID,
-                                    UNK_TEXT, Tokenizer, read_config)
+from llm_tf.tokenizers.base import (
+    BOS_ID,
+    EOS_ID,
+    NUM_SPECIAL,
+    PAD_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    UNK_TEXT,
+    Tokenizer,
+    read_config,
+)
 from llm_tf.tokenizers.byte import ByteTokenizer
 from llm_tf.tokenizers.char import CharTokenizer
 
@@ -44,8 +53,9 @@ _CLASSES = {
 assert tuple(_CLASSES) == TOKENIZERS, "config.TOKENIZERS and the tokenizer classes disagree"
 
 __all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "NUM_SPECIAL", "SPECIAL_TOKENS", "UNK_TEXT",
-           "Tokenizer", "CharTokenizer", "ByteTokenizer", "WordPieceTokenizer", "SentencePieceTokenizer",
-           "tokenizer_class", "train_tokenizer", "build_tokenizer", "load_tokenizer"]
+           "Tokenizer", "CharTokenizer", "ByteTokenizer", "WordPieceTokenizer",
+           "SentencePieceTokenizer",
+           "tokenizer_class", "train_tokenizer", "load_tokenizer"]
 
 
 def tokenizer_class(kind: str) -> type[Tokenizer]:
@@ -78,12 +88,6 @@ def train_tokenizer(kind: str, text_source: Any, vocab_size: int | None = None,
     if vocab_size is not None or kind == "char":
         options["vocab_size"] = vocab_size
     return cls.train(text_source, **options)
-
-
-def build_tokenizer(kind: str, corpus_or_texts: Any, vocab_size: int | None = None,
-                    **options: Any) -> Tokenizer:
-    """Same as `train_tokenizer` (the name the trainer and CLI use)."""
-    return train_tokenizer(kind, corpus_or_texts, vocab_size, **options)
 
 
 def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:

@@ -174,12 +174,6 @@ class Tokenizer(tf.Module):
     def _from_directory(cls, directory: str, config: dict) -> "Tokenizer":
         raise NotImplementedError
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Tokenizer":
-        """Rebuilds the tokenizer saved in `directory` (of whatever kind it was)."""
-        from llm_tf.tokenizers import load_tokenizer
-        return load_tokenizer(directory)
-
     # --- for subclasses ------------------------------------------------------
 
     def _encode_batch(self, texts: tf.Tensor) -> tf.RaggedTensor:

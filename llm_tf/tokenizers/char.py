@@ -20,8 +20,15 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from llm_tf.tokenizers.base import (NUM_SPECIAL, SPECIAL_TOKENS, UNK_ID, UNK_TEXT, Tokenizer,
-                                    check_vocab_size, iter_texts)
+from llm_tf.tokenizers.base import (
+    NUM_SPECIAL,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    UNK_TEXT,
+    Tokenizer,
+    check_vocab_size,
+    iter_texts,
+)
 
 VOCAB_FILE = "vocab.txt"
 

@@ -34,11 +34,21 @@ from typing import Any
 import sentencepiece
 import tensorflow as tf
 import tensorflow_text as tf_text
+
 # The op library behind tensorflow_text.SentencepieceTokenizer (its resource-making op).
 from tensorflow_text.python.ops.sentencepiece_tokenizer import gen_sentencepiece_tokenizer
 
-from llm_tf.tokenizers.base import (BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID, UNK_TEXT,
-                                    Tokenizer, check_vocab_size, iter_lines)
+from llm_tf.tokenizers.base import (
+    BOS_ID,
+    EOS_ID,
+    NUM_SPECIAL,
+    PAD_ID,
+    UNK_ID,
+    UNK_TEXT,
+    Tokenizer,
+    check_vocab_size,
+    iter_lines,
+)
 
 MODEL_FILE = "sentencepiece.model"
 VOCAB_FILE = "sentencepiece.vocab"  # human-readable copy; loading needs only the model

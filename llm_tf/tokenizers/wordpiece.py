@@ -31,8 +31,15 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as bert_vocab
 
-from llm_tf.tokenizers.base import (NUM_SPECIAL, SPECIAL_TOKENS, UNK_ID, UNK_TEXT, Tokenizer,
-                                    check_vocab_size, iter_lines)
+from llm_tf.tokenizers.base import (
+    NUM_SPECIAL,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    UNK_TEXT,
+    Tokenizer,
+    check_vocab_size,
+    iter_lines,
+)
 
 VOCAB_FILE = "vocab.txt"
 SUFFIX = "##"

@@ -8,16 +8,15 @@
 * `checkpoints` — `Checkpoints`: last K and best, exact resume.
 * `reporting`   — progress bar / plain lines, metrics.jsonl, TensorBoard.
 * `loop`        — `run_loop`: the readable training loop.
-* `rundir`      — run-directory checks (new, resume, overwrite, writable).
 * `run`         — `train(model_config, data_config, train_config, run_dir)`.
 * `fit`         — the same loss, schedule and metrics through `model.fit`.
-* `cli`         — `llm-tf train`.
 """
 
 import importlib
 
 # name -> submodule defining it, imported on first use, so that `llm-tf train`
 # parses its arguments (and rejects bad ones) without importing TensorFlow.
+# (`llm-tf train` itself is llm_tf/commands/train.py.)
 _LAZY = {
     "AdamW": "optimizer", "make_optimizer": "optimizer",
     "Checkpoints": "checkpoints",

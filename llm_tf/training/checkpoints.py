@@ -54,10 +54,10 @@ class Checkpoints:
                                          name="best_val_loss")
         self.step = step
         # `model=` alone is not enough with Keras 3: tf.train.Checkpoint follows only
-        # attributes it can track, which misses layers kept in Python lists
-        # (`TransformerLM.blocks`) and the dropout layers' SeedGenerator states. The
-        # list of all the model's variables, in their (deterministic) creation
-        # order, holds every weight and every random state.
+        # attributes it can track, which misses layers kept in Python lists (a stack's
+        # `blocks`) and the dropout layers' SeedGenerator states. The list of all the
+        # model's variables, in their (deterministic) order, holds every weight and
+        # every random state.
         self.checkpoint = tf.train.Checkpoint(model=model, variables=list(model.variables),
                                               optimizer=optimizer, step=step,
                                               best_val_loss=self.best_val_loss,

@@ -18,6 +18,8 @@ The train step clips the all-reduced gradients itself (see `step.py`).
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -35,20 +37,32 @@ class AdamW(keras.optimizers.AdamW):
         θ ← θ − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε)
     """
 
-    # Keras 3 sums the gradients over the replicas inside `apply`. `TrainStep` all-reduces them
-    # itself (it must, to clip the global norm) and sets this, so they cross the wire once;
-    # `model.fit` leaves it False and relies on Keras' sum.
-    gradients_are_reduced = False
-
     def __init__(self, *args, **kwargs):
         if kwargs.get("amsgrad"):
             raise ValueError("llm_tf's AdamW does not implement amsgrad. Received: amsgrad=True")
         super().__init__(*args, **kwargs)
+        self._gradients_are_reduced = False
+
+    @contextlib.contextmanager
+    def reduced_gradients(self):
+        """Within the block, `apply` takes its gradients as already summed over the replicas.
+
+        Keras 3 sums the gradients over the replicas inside `apply`. `TrainStep` all-reduces
+        them itself (it must, to clip the global norm), and calls `apply` in this block, so
+        they cross the wire once. It matters while a step is traced, and only there: a later
+        `model.fit` with the same optimizer traces its own step, outside the block, and
+        gets Keras' sum.
+        """
+        previous, self._gradients_are_reduced = self._gradients_are_reduced, True
+        try:
+            yield
+        finally:
+            self._gradients_are_reduced = previous
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         # Overrides Keras' TensorFlow optimizer (keras/src/backend/tensorflow/optimizer.py);
         # tests/test_training_distribute.py checks 2 replicas = 1 device through this path.
-        if self.gradients_are_reduced:
+        if self._gradients_are_reduced:
             return list(grads_and_vars)
         return super()._all_reduce_sum_gradients(grads_and_vars)
 
@@ -90,8 +104,3 @@ def make_optimizer(train: TrainConfig, trainable_variables, d_model: int,
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(trainable_variables)
     return optimizer
-
-
-def inner_optimizer(optimizer):
-    """The optimizer doing the updates (unwraps a `LossScaleOptimizer`)."""
-    return getattr(optimizer, "inner_optimizer", optimizer)

@@ -23,8 +23,7 @@ import sys
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from llm_tf.training.rundir import METRICS_FILE, TENSORBOARD_DIR
-
+from llm_tf.rundir import RunDir
 
 # `tf.summary.scalar` lives in the `tensorboard` package, which TensorFlow no
 # longer installs; `tf.summary.write` with the scalar plugin's metadata writes
@@ -48,14 +47,15 @@ class Reporter:
     """Prints progress and records metrics for one run.
 
     Args:
-        run_dir: where `metrics.jsonl` and `tensorboard/` go; None records nothing.
+        run_dir: the `RunDir` whose `metrics.jsonl` and `tensorboard/` receive the
+            records; None records nothing.
         total_steps: the step the run ends at (for the progress bar and ETA).
         chief: False makes every method a no-op (non-chief workers).
         stream: where to print (default stdout).
         tty: force the progress bar on/off (default: `stream.isatty()`).
     """
 
-    def __init__(self, run_dir, total_steps, chief=True, stream=None, tty=None):
+    def __init__(self, run_dir: RunDir | None, total_steps, chief=True, stream=None, tty=None):
         self.chief = chief
         self.total_steps = total_steps
         self.stream = stream or sys.stdout
@@ -64,7 +64,7 @@ class Reporter:
         self._writer = None
         self._bar_open = False
         if chief and run_dir is not None:
-            self._writer = tf.summary.create_file_writer(os.path.join(run_dir, TENSORBOARD_DIR))
+            self._writer = tf.summary.create_file_writer(str(run_dir.tensorboard_dir))
 
     # -- terminal -----------------------------------------------------------
 
@@ -116,7 +116,7 @@ class Reporter:
                   "tokens_per_sec": round(float(tokens_per_sec), 1),
                   "elapsed_sec": round(float(elapsed), 2)}
         if self.run_dir is not None:
-            with open(os.path.join(self.run_dir, METRICS_FILE), "a", encoding="utf-8") as f:
+            with open(self.run_dir.metrics_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         if self._writer is not None:
             with self._writer.as_default():
@@ -147,28 +147,26 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def drop_metrics_after(run_dir, step: int) -> None:
-    """Removes records newer than `step` from metrics.jsonl (rewritten atomically).
+def drop_metrics_after(path, step: int) -> None:
+    """Removes records newer than `step` from the metrics file at `path` (rewritten atomically).
 
     A run killed after recording an evaluation but before its checkpoint was
     complete resumes from the previous checkpoint and records that step again.
     """
-    path = os.path.join(os.fspath(run_dir), METRICS_FILE)
     if not os.path.isfile(path):
         return
     with open(path, encoding="utf-8") as f:
         original = f.read()
-    kept = "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir) if r.get("step", 0) <= step)
+    kept = "".join(json.dumps(r) + "\n" for r in read_metrics(path) if r.get("step", 0) <= step)
     if kept != original:  # also mends a last line cut short by a kill
-        temporary = path + ".tmp"
+        temporary = os.fspath(path) + ".tmp"
         with open(temporary, "w", encoding="utf-8") as f:
             f.write(kept)
         os.replace(temporary, path)
 
 
-def read_metrics(run_dir) -> list[dict]:
-    """The records of RUN_DIR/metrics.jsonl, oldest first ([] if there are none)."""
-    path = os.path.join(os.fspath(run_dir), METRICS_FILE)
+def read_metrics(path) -> list[dict]:
+    """The records of a metrics file (`RunDir.metrics_file`), oldest first ([] if none)."""
     if not os.path.isfile(path):
         return []
     records = []

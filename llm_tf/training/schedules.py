@@ -5,7 +5,7 @@ optimizer's 0-based step counter, so the rate used by update `it` (0, 1, ...)
 is exactly nanoGPT's `get_lr(it)`:
 
     warm-up   it < warmup:   lr · (it + 1) / (warmup + 1)
-    cosine    otherwise:     min_lr + ½ (1 + cos(π · (it − warmup) / (steps − warmup))) (lr − min_lr)
+    cosine    otherwise:     min_lr + ½ (1 + cos(π (it − warmup) / (steps − warmup))) (lr − min_lr)
     after     it > steps:    min_lr
 
 The paper's schedule (Vaswani et al. 2017, §5.3), counted from step 1:
@@ -88,7 +88,8 @@ class Noam(keras.optimizers.schedules.LearningRateSchedule):
         return {"d_model": self.d_model, "warmup_steps": self.warmup_steps}
 
 
-def make_schedule(train: TrainConfig, d_model: int) -> keras.optimizers.schedules.LearningRateSchedule:
+def make_schedule(train: TrainConfig,
+                  d_model: int) -> keras.optimizers.schedules.LearningRateSchedule:
     """The schedule `train.schedule` names ("cosine", "noam" or "constant")."""
     if train.schedule == "cosine":
         return WarmupCosine(train.learning_rate, train.min_learning_rate, train.warmup_steps,

@@ -9,8 +9,8 @@ One optimizer step, on each replica (`strategy.run`):
     optimizer.apply(g)
 
 Keras 3 optimizers sum the gradients over the replicas again inside `apply`.
-llm_tf's `AdamW` is told not to (`gradients_are_reduced`), so the gradients
-cross the wire once. Any other Keras optimizer gets g / R, which its own sum
+llm_tf's `AdamW` is told not to (`apply` runs in its `reduced_gradients()` block),
+so the gradients cross the wire once. Any other Keras optimizer gets g / R, which its own sum
 turns back into g (exactly for R = 2^k), at the price of a second all-reduce.
 With one replica (the default strategy) the all-reduces are identities.
 
@@ -22,6 +22,8 @@ gradients were all-reduced).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import tensorflow as tf
 
@@ -63,10 +65,9 @@ class TrainStep:
         self.clip_norm = float(clip_norm)
         self.pad_id = pad_id
         self.loss_scaled = hasattr(optimizer, "scale_loss") and hasattr(optimizer, "dynamic_scale")
-        inner = getattr(optimizer, "inner_optimizer", optimizer)
-        self._optimizer_sums_again = not hasattr(inner, "gradients_are_reduced")
-        if not self._optimizer_sums_again:
-            inner.gradients_are_reduced = True
+        inner = getattr(optimizer, "inner_optimizer", optimizer)  # under a LossScaleOptimizer
+        self._reduced_gradients = getattr(inner, "reduced_gradients", None)
+        self._optimizer_sums_again = self._reduced_gradients is None
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -107,7 +108,8 @@ class TrainStep:
         if replicas > 1 and self._optimizer_sums_again:
             gradients = [g / replicas for g in gradients]
         learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)  # for this update
-        self.optimizer.apply(gradients, self.model.trainable_variables)
+        with self._reduced_gradients() if self._reduced_gradients else contextlib.nullcontext():
+            self.optimizer.apply(gradients, self.model.trainable_variables)
         return loss, norm / scale, learning_rate
 
     def _distributed_step(self, iterator):

@@ -1,4 +1,4 @@
-"""`llm-tf train` (also `python -m llm_tf.train`): presets, overrides, resume.
+"""`llm-tf train` (also `python -m llm_tf.train`): presets, overrides, resume, then export.
 
     llm-tf train                                  # tiny preset, built-in corpus, a few minutes
     llm-tf train --preset tiny --data tinyshakespeare.txt --tokenizer char
@@ -14,7 +14,8 @@ follows the tokenizer). With `--resume` and no `--preset`, the run's saved
 configuration is the starting point, so `--resume --steps=4000` extends a run.
 
 Bad input prints one line and exits with code 2; a diverged run (NaN/Inf
-loss) exits with code 1, leaving its last good checkpoint.
+loss) exits with code 1, leaving its last good checkpoint. A finished run is
+exported as a SavedModel (`llm_tf.export`) and generates from that export.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import difflib
 import sys
 import time
 
-from llm_tf.cli import UsageError, import_tensorflow, quiet_tensorflow, run_main
+from llm_tf.commands.common import UsageError, import_tensorflow, quiet_tensorflow, run_main
 from llm_tf.config import PRESETS, DataConfig, ModelConfig, TrainConfig, get_preset
+from llm_tf.rundir import RunDir
 
 CONFIGS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 # Named options that set config fields: option dest -> field name.
@@ -134,15 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(args, overrides: dict[str, str]) -> dict:
-    """The three configs the command line asks for."""
-    from llm_tf.training import rundir
-    if args.resume and not args.run_dir:
-        raise UsageError("--resume needs --run-dir (the run to continue).")
-    if args.resume and args.overwrite:
-        raise UsageError("--resume and --overwrite contradict each other; pick one.")
-    if args.resume and args.preset is None:
-        saved = rundir.prepare_resume(args.run_dir)
+def resolve(args, overrides: dict[str, str], saved=None) -> dict:
+    """The three configs the command line asks for; `saved` (a resumed run's `RunConfig`)
+    is the starting point when no --preset is given."""
+    if saved is not None and args.preset is None:
         configs = {"model": saved.model, "data": saved.data or DataConfig(),
                    "train": saved.train or TrainConfig()}
     else:
@@ -165,35 +162,42 @@ def resolve(args, overrides: dict[str, str]) -> dict:
 def _main(argv) -> int:
     quiet_tensorflow()
     args, rest = build_parser().parse_known_args(argv)
-    configs = resolve(args, parse_overrides(rest))
-    run_dir = args.run_dir or f"{DEFAULT_RUNS_DIR}/{args.preset or DEFAULT_PRESET}-" \
-                              f"{time.strftime('%Y%m%d-%H%M%S')}"
-    from llm_tf.training import rundir
+    overrides = parse_overrides(rest)
+    if args.resume and not args.run_dir:
+        raise UsageError("--resume needs --run-dir (the run to continue).")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; pick one.")
+    path = args.run_dir or f"{DEFAULT_RUNS_DIR}/{args.preset or DEFAULT_PRESET}-" \
+                           f"{time.strftime('%Y%m%d-%H%M%S')}"
+    # The run directory, checked once, before TensorFlow starts: bad input fails fast. Only
+    # the chief checks and writes it; other workers of a multi-worker run take part.
     from llm_tf.training.distribute import is_chief_task
-    if args.resume:  # the model's vocabulary follows the run's saved tokenizer
-        saved = rundir.prepare_resume(run_dir)
-        rundir.prepare_resume(run_dir, configs["model"].replace(vocab_size=saved.model.vocab_size))
-    elif is_chief_task():  # before TensorFlow starts: bad input fails fast
-        rundir.prepare_new(run_dir, args.overwrite)
+    chief = is_chief_task()
+    run_dir = RunDir.resume(path) if args.resume and chief else RunDir(path)
+    configs = resolve(args, overrides, run_dir.read_config() if args.resume else None)
+    if args.resume and chief:
+        run_dir.check_model(configs["model"])
+    elif chief:
+        run_dir = RunDir.create(path, args.overwrite)
 
     import_tensorflow()
-    from llm_tf.training.distribute import get_strategy
-    strategy = get_strategy(args.strategy, tpu=args.tpu)
+    from llm_tf.generation import training_sampler
+    from llm_tf.training.distribute import get_strategy, is_chief
     from llm_tf.training.loop import TrainingDiverged
     from llm_tf.training.run import train
+    strategy = get_strategy(args.strategy, tpu=args.tpu)
+    sampler = None if args.no_sample else training_sampler(configs["train"].sample_length,
+                                                           configs["train"].seed)
     try:
         run = train(configs["model"], configs["data"], configs["train"], run_dir,
-                    resume=args.resume, overwrite=args.overwrite, strategy=strategy,
-                    sample=not args.no_sample, stop_at=args.stop_at)
+                    resume=args.resume, strategy=strategy, sampler=sampler, stop_at=args.stop_at)
     except TrainingDiverged as error:
         print(f"llm-tf: training diverged: {error}", file=sys.stderr)
         return 1
-    from llm_tf.training.distribute import is_chief
     if not is_chief(strategy):
         return 0
     result = run.result
     finished = result.step >= configs["train"].steps
-    # --- Export (issue 5): RUN_DIR/saved_model, then a generation from it ------
     status = 0
     if finished and not args.no_export:
         try:
@@ -203,7 +207,6 @@ def _main(argv) -> int:
             print(f"llm-tf: export failed ({type(error).__name__}: {reason}); the run is saved: "
                   f"retry with `llm-tf export {run.run_dir}`", file=sys.stderr)
             status = 1
-    # ---------------------------------------------------------------------------
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     where = (f"weights in {run.run_dir}" if finished else
              f"paused; continue with --resume --run-dir {run.run_dir}")
@@ -212,19 +215,19 @@ def _main(argv) -> int:
     return status
 
 
-def export_and_sample(run_dir, seed: int = 0) -> None:
-    """Exports the run as a SavedModel (issue 5's `llm_tf.export.export_run`) and prints
-    a generation made by the *exported* model, loaded back with TensorFlow alone."""
+def export_and_sample(run_dir: RunDir, seed: int = 0) -> None:
+    """Exports the run as a SavedModel and prints a generation made by the *exported*
+    model, loaded back with TensorFlow alone."""
     import tensorflow as tf
 
-    from llm_tf import export, saving
+    from llm_tf import export
+    from llm_tf.generation import Sampling
     out_dir = export.export_run(run_dir)
     generator = export.load_saved_model(out_dir)
-    model = saving.read_config(run_dir).model
-    texts = generator.generate(
-        tf.constant(["\n"]), max_new_tokens=tf.constant(min(100, model.max_length - 2)),
-        temperature=tf.constant(0.8), top_k=tf.constant(min(200, model.vocab_size)),
-        top_p=tf.constant(1.0), seed=tf.constant(seed % 2**31))
+    model = run_dir.read_config().model
+    sampling = Sampling(temperature=0.8, top_k=min(200, model.vocab_size), seed=seed % 2**31)
+    texts = generator.generate(tf.constant(["\n"]),
+                               tf.constant(min(100, model.max_length - 2)), *sampling.tensors())
     print(f"exported to {out_dir}; generated by the export:\n"
           f"{texts.numpy()[0].decode('utf-8', 'replace')}\n-----")
 

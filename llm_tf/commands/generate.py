@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llm_tf.generation.generator import Generator, normalize_seed
-from llm_tf.generation.samplers import validate_sampling
+from llm_tf.commands.common import run_main
+from llm_tf.generation.decode import check_max_new_tokens
+from llm_tf.generation.generator import Generator
+from llm_tf.generation.samplers import Sampling
 
 DEFAULT_MAX_NEW_TOKENS = 200
 
@@ -60,15 +62,12 @@ def _print_samples(prompts, continuations, num_samples) -> None:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    validate_sampling(args.temperature, args.top_k, args.top_p)
+    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.seed)
     if args.num_samples < 1:
         raise ValueError(f"`--num-samples` must be >= 1. Received: {args.num_samples}")
-    if args.max_new_tokens is not None and args.max_new_tokens < 0:
-        raise ValueError(f"`--max-new-tokens` must be >= 0. Received: {args.max_new_tokens}")
     if args.saved_model and (args.weights or args.no_stream):
         raise ValueError("`--weights` and `--no-stream` apply to --run only.")
     prompts = args.prompt or [""]
-    seed = normalize_seed(args.seed)
     rows = [p for p in prompts for _ in range(args.num_samples)]
 
     if args.saved_model:
@@ -76,11 +75,9 @@ def _main(argv) -> int:
 
         from llm_tf.export import load_saved_model
         loaded = load_saved_model(args.saved_model)
-        max_length = int(loaded.max_length.numpy())
-        max_new = _max_new_tokens(args.max_new_tokens, max_length)
-        _report_seed(args, seed)
-        texts = loaded.generate(tf.constant(rows), max_new, args.temperature, args.top_k,
-                                args.top_p, seed)
+        max_new = _max_new_tokens(args.max_new_tokens, int(loaded.max_length.numpy()))
+        _report_seed(args, sampling)
+        texts = loaded.generate(tf.constant(rows), tf.constant(max_new), *sampling.tensors())
         _print_samples(rows, [t.decode("utf-8", errors="replace") for t in texts.numpy()],
                        args.num_samples)
         return 0
@@ -88,29 +85,27 @@ def _main(argv) -> int:
     from llm_tf.saving import load
     run = load(args.run, weights=args.weights)
     max_new = _max_new_tokens(args.max_new_tokens, run.model.config.max_length)
-    _report_seed(args, seed)
-    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                    seed=seed)
+    _report_seed(args, sampling)
+    parameters = dict(temperature=sampling.temperature, top_k=sampling.top_k,
+                      top_p=sampling.top_p, seed=sampling.seed)
     if len(rows) == 1 and not args.no_stream:
         generator = Generator(run.model, run.tokenizer, compile="xla")
         print(rows[0], end="", flush=True)
-        for piece in generator.stream(rows[0], max_new, **sampling):
+        for piece in generator.stream(rows[0], max_new, **parameters):
             print(piece, end="", flush=True)
         print()
         return 0
     generator = Generator(run.model, run.tokenizer)
-    _print_samples(rows, generator.generate(rows, max_new, **sampling), args.num_samples)
+    _print_samples(rows, generator.generate(rows, max_new, **parameters), args.num_samples)
     return 0
 
 
-def _report_seed(args, seed) -> None:
-    if args.seed is None and args.temperature > 0:
-        print(f"seed: {seed} (pass --seed {seed} to repeat)", file=sys.stderr)
+def _report_seed(args, sampling: Sampling) -> None:
+    if args.seed is None and sampling.temperature > 0:
+        print(f"seed: {sampling.seed} (pass --seed {sampling.seed} to repeat)", file=sys.stderr)
 
 
 def _max_new_tokens(requested, max_length: int) -> int:
-    from llm_tf.generation.decode import check_max_new_tokens
-
     if requested is None:
         return min(DEFAULT_MAX_NEW_TOKENS, max_length // 2)
     check_max_new_tokens(requested, max_length)
@@ -118,6 +113,4 @@ def _max_new_tokens(requested, max_length: int) -> int:
 
 
 def main(argv=None) -> int:
-    from llm_tf.cli import run_main
-
     return run_main(_main, sys.argv[1:] if argv is None else list(argv))

@@ -1,0 +1,90 @@
+"""What every `llm-tf` command shares: the bad-input convention and a quiet TensorFlow.
+
+Every command's `main(argv) -> int` returns 0 on success and 2 on bad input,
+after printing a one-line error (no traceback): `run_main` does it. This module
+imports nothing of llm_tf, so every command, and the dispatcher, can use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+
+
+class UsageError(ValueError):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+def run_main(body, argv) -> int:
+    """Runs `body(argv)`, turning bad input into one line on stderr and exit code 2."""
+    try:
+        return body(argv) or 0
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        print(f"llm-tf: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llm-tf: interrupted", file=sys.stderr)
+        return 130
+
+
+# What TensorFlow 2.21's shared libraries print while they load (twice: two libraries). It is
+# written before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not hide it.
+LOAD_TIME_NOTICES = ("All log messages before absl::InitializeLog() is called",
+                     "] oneDNN custom operations are on.",
+                     "] Could not find cuda drivers on your machine")
+_quiet = False
+
+
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ log lines unless the user set TF_CPP_MIN_LOG_LEVEL: on a CPU they
+    are noise between the command's own lines, and errors still arrive as Python exceptions.
+    Must run before TensorFlow is imported; `import_tensorflow` then removes the load-time
+    notices that the level cannot reach."""
+    global _quiet
+    _quiet = _quiet or "TF_CPP_MIN_LOG_LEVEL" not in os.environ  # a second call keeps it
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def import_tensorflow():
+    """Imports TensorFlow; after `quiet_tensorflow`, without its `LOAD_TIME_NOTICES` on stderr."""
+    if not _quiet or "tensorflow" in sys.modules:
+        import tensorflow
+        return tensorflow
+    with stderr_without(LOAD_TIME_NOTICES):
+        import tensorflow
+    return tensorflow
+
+
+@contextlib.contextmanager
+def stderr_without(fragments):
+    """Within the block, lines written to file descriptor 2 that contain one of `fragments`
+    are dropped; every other line reaches the real stderr as it arrives.
+
+    C++ libraries write to the descriptor, not to `sys.stderr`, so the descriptor becomes a
+    pipe that a thread reads. Forwarding at once (not after the block) means nothing is held
+    back, even if the block crashes the process.
+    """
+    fragments = [f.encode() for f in fragments]
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    real_stderr = os.dup(2)
+
+    def forward():
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not any(fragment in line for fragment in fragments):
+                    os.write(real_stderr, line)
+
+    forwarder = threading.Thread(target=forward, daemon=True)
+    forwarder.start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real_stderr, 2)  # closes the pipe's last writer: the forwarder reads to its end
+        forwarder.join(timeout=5)
+        os.close(real_stderr)

@@ -39,6 +39,9 @@ ACTIVATIONS = ("gelu", "relu")
 SCHEDULES = ("cosine", "noam", "constant")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TOKENIZERS = ("char", "byte", "wordpiece", "sentencepiece")
+# What a run trains its model to do (`RunConfig.task`, `llm_tf.rundir`): "lm" pre-trains a
+# decoder-only language model; the others are added by the modules that implement them.
+TASKS = ("lm",)
 
 
 class _Config:
@@ -139,6 +142,8 @@ class DataConfig(_Config):
         val_fraction: share of the token stream held out for validation (taken
             from the end of the stream, as nanoGPT splits tiny Shakespeare).
         seed: shuffle seed.
+        eval_source: a separate validation set (`--eval-data`), in the same
+            forms as `source`; "" holds out `val_fraction` of `source` instead.
     """
 
     source: str = "builtin"
@@ -148,10 +153,12 @@ class DataConfig(_Config):
     batch_size: int = 12
     val_fraction: float = 0.1
     seed: int = 1337
+    eval_source: str = ""
 
     def __post_init__(self):
         require(isinstance(self.source, str) and self.source != "", "source", self.source,
                  "a non-empty string")
+        require(isinstance(self.eval_source, str), "eval_source", self.eval_source, "a string")
         check_choice("tokenizer", self.tokenizer, TOKENIZERS)
         for name in ("vocab_size", "context_length", "batch_size"):
             check_positive(name, getattr(self, name))
@@ -228,12 +235,13 @@ class TrainConfig(_Config):
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A named model with the data and training settings it is meant for."""
+    """A named model with the data and training settings it is meant for (and its task)."""
 
     model: ModelConfig
     data: DataConfig
     train: TrainConfig
     description: str = ""
+    task: str = "lm"
 
 
 PRESETS: dict[str, Preset] = {

@@ -20,7 +20,14 @@ from llm_tf.data import (
     make_seq2seq_dataset,
     tfds_source,
 )
-from llm_tf.tokenizers import BOS_ID, EOS_ID, PAD_ID, ByteTokenizer, CharTokenizer
+from llm_tf.tokenizers import (
+    BOS_ID,
+    EOS_ID,
+    IGNORE_LABEL,
+    PAD_ID,
+    ByteTokenizer,
+    CharTokenizer,
+)
 
 T, B = 8, 4
 
@@ -203,20 +210,20 @@ def test_split_windows_and_static_shapes(stream, streaming):
             # Every window is T+1 consecutive tokens of the training split only.
             assert row.tobytes() in train_windows
     # Validation: the whole split, in order, in consecutive windows of stride T; the
-    # tail of the last window and of the last batch is PAD (no loss, never attended to
-    # by a real position).
+    # tail of the last window and of the last batch has PAD inputs (never attended to by a
+    # real position) and IGNORE_LABEL targets (no loss).
     val = stream[n_train:]
     assert (len(val) - 1) % T and ((len(val) - 1) // T + 1) % B  # both paddings happen here
     val_x = np.concatenate([x for x, _ in _batches(data.val)])
     val_y = np.concatenate([y for _, y in _batches(data.val)])
     assert len(val_x) == data.val_batches * B == math.ceil(math.ceil((len(val) - 1) / T) / B) * B
     targets = val_y.reshape(-1)
-    np.testing.assert_array_equal(targets[targets != PAD_ID], val[1:])  # each once, in order
+    np.testing.assert_array_equal(targets[targets != IGNORE_LABEL], val[1:])  # once, in order
     for k, (x, y) in enumerate(zip(val_x, val_y)):
         real = len(val[k * T + 1:k * T + T + 1])
         np.testing.assert_array_equal(x[:real], val[k * T:k * T + real])
         np.testing.assert_array_equal(y[:real], val[k * T + 1:k * T + T + 1])
-        assert (y[real:] == PAD_ID).all() and (x[real + 1:] == PAD_ID).all()
+        assert (y[real:] == IGNORE_LABEL).all() and (x[real + 1:] == PAD_ID).all()
 
 
 def test_in_memory_epoch_visits_every_offset_once():

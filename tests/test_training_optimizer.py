@@ -8,7 +8,12 @@ from training_util import tiny_configs
 
 from llm_tf.config import TrainConfig
 from llm_tf.models import TransformerLM
-from llm_tf.training.losses import LanguageModelLoss, Perplexity, token_loss_sum
+from llm_tf.training.losses import (
+    IGNORE_LABEL,
+    LanguageModelLoss,
+    Perplexity,
+    token_loss_sum,
+)
 from llm_tf.training.optimizer import AdamW, decays, make_optimizer
 
 
@@ -77,26 +82,45 @@ def test_mixed_float16_wraps_the_optimizer_in_loss_scaling():
     assert isinstance(optimizer.inner_optimizer, AdamW)
 
 
-def test_token_loss_ignores_padding():
+def test_token_loss_ignores_negative_labels_and_learns_label_zero():
     logits = tf.random.stateless_normal((2, 5, 7), seed=(1, 2))
-    labels = tf.constant([[4, 5, 6, 0, 0], [1, 2, 3, 4, 5]])
+    labels = np.array([[4, 5, 0, IGNORE_LABEL, IGNORE_LABEL], [1, 2, 3, 4, 5]])
     total, count = token_loss_sum(labels, logits)
-    per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits).numpy()
-    mask = labels.numpy() != 0
+    per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(np.maximum(labels, 0),
+                                                               logits).numpy()
+    mask = labels >= 0  # id 0 (PAD for llm_tf's tokenizers, class 0, GPT-2's "!") is a label
     assert float(count) == mask.sum() == 8
     assert float(total) == pytest.approx(per_token[mask].sum(), rel=1e-6)
     assert float(LanguageModelLoss()(labels, logits)) == pytest.approx(
         per_token[mask].mean(), rel=1e-6)
 
 
+def test_label_smoothing_is_the_papers_mixture_with_the_uniform_distribution():
+    logits = tf.random.stateless_normal((3, 4, 6), seed=(5, 6))
+    labels = np.array([[1, 2, 3, IGNORE_LABEL], [0, 5, 4, 3], [2, 2, IGNORE_LABEL, 1]])
+    epsilon = 0.1
+    log_p = tf.nn.log_softmax(logits).numpy().astype(np.float64)
+    mask = labels >= 0
+    target = np.full(log_p.shape, epsilon / 6)  # q = (1 - ε) one_hot + ε / V
+    np.put_along_axis(target, np.maximum(labels, 0)[..., None],
+                      1 - epsilon + epsilon / 6, axis=-1)
+    expected = -(target * log_p).sum(-1)[mask].sum()
+    total, count = token_loss_sum(labels, logits, label_smoothing=epsilon)
+    assert float(count) == mask.sum()
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        LanguageModelLoss(label_smoothing=1.0)
+
+
 def test_perplexity_accumulates_tokens_over_batches():
     metric = Perplexity()
     logits = tf.random.stateless_normal((2, 4, 9), seed=(3, 4))
-    first, second = tf.constant([[4, 5, 0, 0], [5, 6, 7, 0]]), tf.constant([[4, 4, 4, 4]] * 2)
+    first = tf.constant([[4, 5, -100, -100], [5, 6, 7, -100]])
+    second = tf.constant([[4, 4, 4, 4]] * 2)
     metric.update_state(first, logits)
     metric.update_state(second, logits)
-    losses = [tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits).numpy()[y.numpy() != 0]
-              for y in (first, second)]
+    losses = [tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(y, 0), logits).numpy()[
+        y.numpy() >= 0] for y in (first, second)]
     assert float(metric.result()) == pytest.approx(np.exp(np.concatenate(losses).mean()),
                                                    rel=1e-5)
 

@@ -11,6 +11,7 @@ from training_util import random_batches, tiny_configs
 from llm_tf.models import TransformerLM
 from llm_tf.training.checkpoints import Checkpoints
 from llm_tf.training.loop import TrainingDiverged, run_loop
+from llm_tf.training.losses import IGNORE_LABEL
 from llm_tf.training.optimizer import make_optimizer
 from llm_tf.training.step import EvalStep, TrainStep
 
@@ -91,17 +92,19 @@ def test_mixed_precision_trains_on_cpu_with_float32_logits(precision, jit_compil
     assert losses[-1] < 0.8 * losses[0]
 
 
-def test_eval_step_is_the_mean_over_every_non_pad_token():
+def test_eval_step_is_the_mean_over_every_labelled_token():
     step = make_step(tiny_configs()[2])
     batches = list(random_batches(64, count=3))
     x, y = batches[-1]
-    batches[-1] = (x, tf.concat([y[:, :20], tf.zeros_like(y[:, 20:])], axis=1))  # padded tail
+    ignored = tf.fill(tf.shape(y[:, 20:]), IGNORE_LABEL)
+    batches[-1] = (x, tf.concat([y[:, :20], ignored], axis=1))  # padded tail
     loss, perplexity = EvalStep(step.model, STRATEGY)(
         tf.data.Dataset.from_tensor_slices(tuple(tf.stack(t) for t in zip(*batches))))
     total = count = 0.0
     for x, y in batches:
-        per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(y, step.model(x)).numpy()
-        mask = y.numpy() != 0
+        per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            tf.maximum(y, 0), step.model(x)).numpy()
+        mask = y.numpy() >= 0
         total, count = total + per_token[mask].sum(), count + mask.sum()
     assert loss == pytest.approx(total / count, rel=1e-5)
     assert perplexity == pytest.approx(math.exp(total / count), rel=1e-5)

@@ -3,17 +3,24 @@
 * `load_corpus(source)` — "builtin", a file/directory/glob, or "tfds:NAME[:SPLIT]".
 * `build_lm_data(data_config, tokenizer)` — `LMData`: `train` and `val` datasets of
   `(x, y)` int32 (B, T) batches for a decoder-only language model, and their sizes.
+* `evaluation_batches(corpus, tokenizer, T, B)` — a whole text as validation batches.
 * `make_seq2seq_dataset(pairs, source_tokenizer, target_tokenizer, ...)` —
   `((source, target_in), target_out)` batches for the encoder-decoder model.
 """
 
 from llm_tf.data.corpora import FileCorpus, TextCorpus, builtin_text, load_corpus
 from llm_tf.data.corpus import BUILTIN, Corpus, DataError, DataFileNotFoundError
-from llm_tf.data.lm import LMData, build_lm_data, stride_windows, token_chunks
+from llm_tf.data.lm import (
+    LMData,
+    build_lm_data,
+    evaluation_batches,
+    stride_windows,
+    token_chunks,
+)
 from llm_tf.data.seq2seq import make_seq2seq_dataset
 from llm_tf.data.tfds_source import TfdsCorpus, network_available
 
 __all__ = ["BUILTIN", "Corpus", "DataError", "DataFileNotFoundError", "FileCorpus",
            "TextCorpus", "TfdsCorpus", "builtin_text", "load_corpus", "network_available",
-           "LMData", "build_lm_data", "stride_windows", "token_chunks",
+           "LMData", "build_lm_data", "evaluation_batches", "stride_windows", "token_chunks",
            "make_seq2seq_dataset"]

@@ -22,11 +22,11 @@ windows with stride T (every token is a target once per epoch), shuffled in a
 **Validation windows.** The whole validation split in consecutive windows
 (stride T: every validation token after the first is predicted exactly once,
 with up to T tokens of context), in order, unshuffled. Shapes stay static
-without dropping anything: the last, partial window is completed with PAD (its
-PAD inputs come after its real tokens, so causal attention never lets them
-reach a real position; its PAD targets carry no loss), and the last batch is
-filled with all-PAD windows. No window crosses the train/validation boundary:
-the two splits are windowed separately.
+without dropping anything: the last, partial window is completed with PAD inputs
+and `IGNORE_LABEL` targets (the PAD inputs come after its real tokens, so causal
+attention never lets them reach a real position; ignored targets carry no loss),
+and the last batch is filled with windows of PAD inputs and ignored targets. No
+window crosses the train/validation boundary: the two splits are windowed separately.
 
 **Resuming.** Two exact ways: `start_step=k` makes the training dataset start
 at batch k of the uninterrupted run (in memory: computed, not replayed;
@@ -47,7 +47,7 @@ import tensorflow as tf
 from llm_tf.config import DataConfig
 from llm_tf.data.corpora import load_corpus
 from llm_tf.data.corpus import Corpus, DataError
-from llm_tf.tokenizers.base import PAD_ID
+from llm_tf.tokenizers.base import IGNORE_LABEL, PAD_ID
 
 DEFAULT_MAX_IN_MEMORY_TOKENS = 16 * 2**20
 DEFAULT_SHUFFLE_BUFFER = 10_000
@@ -63,7 +63,7 @@ class LMData:
         num_train_tokens, num_val_tokens: sizes of the two splits.
         train_windows: training windows per epoch.
         val_batches: batches in one pass over `val` (the whole validation split,
-            its tail padded with PAD).
+            its tail padded: PAD inputs, `IGNORE_LABEL` targets).
         streaming: whether the token stream is re-read from the corpus (big
             corpora) rather than held in memory.
     """
@@ -127,17 +127,23 @@ def stride_windows(chunks: tf.data.Dataset, context_length: int) -> tf.data.Data
 def whole_split_batches(chunks: tf.data.Dataset, num_tokens: int, context_length: int,
                         batch_size: int, pad_id: int = PAD_ID) -> tf.data.Dataset:
     """`(x, y)` batches (B, T) in which each of the `num_tokens` tokens after the first is a
-    target exactly once; the rest of the last window and of the last batch is PAD.
+    target exactly once; the rest of the last window and of the last batch has PAD inputs
+    and `IGNORE_LABEL` targets.
 
     Returns:
         a dataset of ceil(ceil((num_tokens - 1) / T) / B) batches.
     """
     T, B = context_length, batch_size
-    if (num_tokens - 1) % T:  # a partial last window: complete it with PAD
-        chunks = chunks.concatenate(tf.data.Dataset.from_tensors(tf.fill([T], pad_id)))
-    padding_window = tf.fill([T], pad_id)
-    filler = tf.data.Dataset.from_tensors((padding_window, padding_window)).repeat(B - 1)
-    return stride_windows(chunks, T).concatenate(filler).batch(B, drop_remainder=True)
+    filler_id = -1  # no token id is negative: marks the filler until it is told apart below
+    if (num_tokens - 1) % T:  # a partial last window: complete it
+        chunks = chunks.concatenate(tf.data.Dataset.from_tensors(tf.fill([T], filler_id)))
+    filler_window = tf.fill([T], filler_id)
+    filler = tf.data.Dataset.from_tensors((filler_window, filler_window)).repeat(B - 1)
+
+    def mark(x, y):  # (B, T) each
+        return tf.where(x < 0, pad_id, x), tf.where(y < 0, IGNORE_LABEL, y)
+
+    return stride_windows(chunks, T).concatenate(filler).batch(B, drop_remainder=True).map(mark)
 
 
 def _count_tokens(corpus, tokenizer, keep_limit):
@@ -160,7 +166,26 @@ def _check(condition, corpus, message):
         raise DataError(f"The corpus {corpus.source!r} is too short: {message}")
 
 
+def evaluation_batches(corpus: Corpus, tokenizer, context_length: int,
+                       batch_size: int) -> tuple[tf.data.Dataset, int]:
+    """A whole text as validation batches: `(dataset of (x, y) (B, T), number of tokens)`.
+
+    Every token after the first is a target exactly once (`whole_split_batches`); for
+    `--eval-data` files and `llm-tf evaluate` on a language model.
+    """
+    corpus.validate()
+    sizes, _ = _count_tokens(corpus, tokenizer, keep_limit=0)
+    total = int(sizes.sum())
+    if total < 2:
+        raise DataError(f"The evaluation text {corpus.source!r} has {total} token(s); at least "
+                        "2 are needed (one to read, one to predict).")
+    batches = whole_split_batches(token_chunks(corpus, tokenizer), total, context_length,
+                                  batch_size, tokenizer.pad_id)
+    return batches.prefetch(AUTOTUNE), total
+
+
 def build_lm_data(data_config: DataConfig, tokenizer, *, corpus: Optional[Corpus] = None,
+                  eval_corpus: Optional[Corpus] = None,
                   start_step: int = 0, epochs: Optional[int] = None, train_stride: int = 1,
                   streaming: Optional[bool] = None,
                   max_in_memory_tokens: int = DEFAULT_MAX_IN_MEMORY_TOKENS,
@@ -171,6 +196,9 @@ def build_lm_data(data_config: DataConfig, tokenizer, *, corpus: Optional[Corpus
         data_config: source, context_length T, batch_size B, val_fraction, seed.
         tokenizer: an `llm_tf.tokenizers.Tokenizer`.
         corpus: the text; default `load_corpus(data_config.source)`.
+        eval_corpus: a separate validation text (`--eval-data`); default
+            `data_config.eval_source` if set. With one, the whole corpus trains
+            and `val_fraction` is not used.
         start_step: the training dataset starts at this batch of the
             uninterrupted run (exact resumption).
         epochs: passes over the training windows; None repeats forever.
@@ -195,13 +223,19 @@ def build_lm_data(data_config: DataConfig, tokenizer, *, corpus: Optional[Corpus
         raise DataError(f"`epochs` must be None or a positive integer. Received: epochs={epochs!r}")
     corpus = load_corpus(data_config.source) if corpus is None else corpus
     corpus.validate()
+    if eval_corpus is None and data_config.eval_source:
+        eval_corpus = load_corpus(data_config.eval_source)
     T, B, seed = data_config.context_length, data_config.batch_size, data_config.seed
     W = T + 1
 
     sizes, tokens = _count_tokens(corpus, tokenizer, max_in_memory_tokens)
     total = int(sizes.sum())
-    n_train = int(total * (1 - data_config.val_fraction))  # nanoGPT: int(n * 0.9)
-    n_val = total - n_train
+    if eval_corpus is not None:
+        n_train = total
+        val, n_val = evaluation_batches(eval_corpus, tokenizer, T, B)
+    else:
+        n_train = int(total * (1 - data_config.val_fraction))  # nanoGPT: int(n * 0.9)
+        n_val = total - n_train
     if streaming is None:
         streaming = tokens is None
     elif not streaming and tokens is None:
@@ -209,7 +243,7 @@ def build_lm_data(data_config: DataConfig, tokenizer, *, corpus: Optional[Corpus
                         f"than `max_in_memory_tokens`={max_in_memory_tokens}.")
     settings = (f"context_length={T}, batch_size={B}, val_fraction={data_config.val_fraction}")
     val_windows = max(0, (n_val - 1) // T)
-    _check(val_windows >= B, corpus,
+    _check(eval_corpus is not None or val_windows >= B, corpus,
            f"its validation split has {n_val} tokens ({val_windows} windows of {W}), but one "
            f"batch needs {B} windows ({B * T + 1} tokens); corpus has {total} tokens. Use a "
            f"longer corpus, or lower context_length/batch_size, or raise val_fraction "
@@ -231,19 +265,22 @@ def build_lm_data(data_config: DataConfig, tokenizer, *, corpus: Optional[Corpus
         train = train.shuffle(shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True).repeat(epochs)
         train = train.skip(start_step * B).batch(B, drop_remainder=True)
-        # Start the validation read at the batch of lines that holds token n_train.
-        ends = np.cumsum(sizes)
-        first_chunk = int(np.searchsorted(ends, n_train, side="right"))
-        before = int(ends[first_chunk - 1]) if first_chunk else 0
-        val_chunks = token_chunks(corpus, tokenizer, skip_chunks=first_chunk)
-        val_chunks = _slice_stream(val_chunks, n_train - before, None)
+        if eval_corpus is None:
+            # Start the validation read at the batch of lines that holds token n_train.
+            ends = np.cumsum(sizes)
+            first_chunk = int(np.searchsorted(ends, n_train, side="right"))
+            before = int(ends[first_chunk - 1]) if first_chunk else 0
+            val_chunks = token_chunks(corpus, tokenizer, skip_chunks=first_chunk)
+            val_chunks = _slice_stream(val_chunks, n_train - before, None)
     else:
         train_tokens = tf.constant(tokens[:n_train])
-        val_chunks = tf.data.Dataset.from_tensors(tf.constant(tokens[n_train:]))
+        if eval_corpus is None:
+            val_chunks = tf.data.Dataset.from_tensors(tf.constant(tokens[n_train:]))
         train = _random_offset_batches(train_tokens, train_windows, train_stride, W, B, seed,
                                        start_step, epochs)
     train = train.prefetch(AUTOTUNE)
-    val = whole_split_batches(val_chunks, n_val, T, B, tokenizer.pad_id).prefetch(AUTOTUNE)
+    if eval_corpus is None:
+        val = whole_split_batches(val_chunks, n_val, T, B, tokenizer.pad_id).prefetch(AUTOTUNE)
     val_batches = math.ceil(math.ceil((n_val - 1) / T) / B)
     return LMData(train=train, val=val, num_train_tokens=n_train, num_val_tokens=n_val,
                   train_windows=train_windows, val_batches=val_batches,

@@ -31,6 +31,7 @@ from llm_tf.config import TOKENIZERS
 from llm_tf.tokenizers.base import (
     BOS_ID,
     EOS_ID,
+    IGNORE_LABEL,
     NUM_SPECIAL,
     PAD_ID,
     SPECIAL_TOKENS,
@@ -52,9 +53,9 @@ _CLASSES = {
 }
 assert tuple(_CLASSES) == TOKENIZERS, "config.TOKENIZERS and the tokenizer classes disagree"
 
-__all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "NUM_SPECIAL", "SPECIAL_TOKENS", "UNK_TEXT",
-           "Tokenizer", "CharTokenizer", "ByteTokenizer", "WordPieceTokenizer",
-           "SentencePieceTokenizer",
+__all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "IGNORE_LABEL", "NUM_SPECIAL",
+           "SPECIAL_TOKENS", "UNK_TEXT", "Tokenizer", "CharTokenizer", "ByteTokenizer",
+           "WordPieceTokenizer", "SentencePieceTokenizer",
            "tokenizer_class", "train_tokenizer", "load_tokenizer"]
 
 

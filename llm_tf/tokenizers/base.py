@@ -26,6 +26,9 @@ NUM_SPECIAL = len(SPECIAL_TOKENS)
 # What UNK decodes to: U+FFFD REPLACEMENT CHARACTER, the Unicode way to say
 # "a character was here that could not be represented".
 UNK_TEXT = "\ufffd"
+# A *label* (never a token id) that carries no loss: padded targets, prompts in instruction
+# tuning. PyTorch's `ignore_index` default and Hugging Face's convention (llm_tf.training.losses).
+IGNORE_LABEL = -100
 CONFIG_FILE = "tokenizer.json"
 FORMAT_VERSION = 1
 

@@ -27,7 +27,7 @@ import contextlib
 
 import tensorflow as tf
 
-from llm_tf.training.losses import PAD_ID, token_loss_sum
+from llm_tf.training.losses import check_label_smoothing, labelled, token_loss_sum
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -47,7 +47,7 @@ class TrainStep:
         strategy: the `tf.distribute.Strategy` the model was built under.
         clip_norm: global gradient-norm clip; 0 disables it.
         jit_compile: compile the per-replica step with XLA.
-        pad_id: label id that carries no loss.
+        label_smoothing: ε of the loss (`losses.token_loss_sum`); labels < 0 carry no loss.
 
     Attributes:
         step: int64 variable, optimizer updates made (saved in checkpoints).
@@ -58,12 +58,12 @@ class TrainStep:
     """
 
     def __init__(self, model, optimizer, strategy, clip_norm=1.0, jit_compile=False,
-                 pad_id=PAD_ID):
+                 label_smoothing=0.0):
         self.model = model
         self.optimizer = optimizer
         self.strategy = strategy
         self.clip_norm = float(clip_norm)
-        self.pad_id = pad_id
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         self.loss_scaled = hasattr(optimizer, "scale_loss") and hasattr(optimizer, "dynamic_scale")
         inner = getattr(optimizer, "inner_optimizer", optimizer)  # under a LossScaleOptimizer
         self._reduced_gradients = getattr(inner, "reduced_gradients", None)
@@ -84,7 +84,7 @@ class TrainStep:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.model(x, training=True)  # (B_replica, T, V) float32
-            total, _ = token_loss_sum(y, logits, self.pad_id)
+            total, _ = token_loss_sum(y, logits, self.label_smoothing)
             loss = total / global_count  # this replica's share of the global mean
             scaled = self.optimizer.scale_loss(loss) if self.loss_scaled else loss
         gradients = [_dense(g) for g in tape.gradient(scaled, variables)]
@@ -93,7 +93,7 @@ class TrainStep:
     def _replica_step_fn(self, x, y):
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
-        count = tf.reduce_sum(tf.cast(tf.not_equal(y, self.pad_id), tf.float32))
+        count = tf.reduce_sum(tf.cast(labelled(y), tf.float32))
         if replicas > 1:
             count = context.all_reduce(SUM, count)
         loss, gradients = self._gradients(x, y, tf.maximum(count, 1.0))
@@ -126,22 +126,22 @@ class TrainStep:
 
 
 class EvalStep:
-    """`evaluate(dataset)` -> (mean loss over non-pad tokens, perplexity) over all its batches.
+    """`evaluate(dataset)` -> (mean loss over labelled positions, perplexity) over all its batches.
 
     `dataset` is a `tf.data.Dataset` of (x, y) global batches; it is distributed
-    with the strategy and read to the end in one `tf.function` call.
+    with the strategy and read to the end in one `tf.function` call. The loss is
+    the plain cross-entropy (no label smoothing), so that runs compare.
     """
 
-    def __init__(self, model, strategy, pad_id=PAD_ID, jit_compile=False):
+    def __init__(self, model, strategy, jit_compile=False):
         self.model = model
         self.strategy = strategy
-        self.pad_id = pad_id
         self._replica = tf.function(self._replica_fn, jit_compile=jit_compile)
         self._run = tf.function(self._run_fn)
 
     def _replica_fn(self, x, y):
         logits = self.model(x, training=False)
-        return token_loss_sum(y, logits, self.pad_id)
+        return token_loss_sum(y, logits)
 
     def _run_fn(self, distributed):
         total = tf.constant(0.0, tf.float64)
@@ -156,6 +156,6 @@ class EvalStep:
     def __call__(self, distributed_dataset):
         total, count = self._run(distributed_dataset)
         if float(count) == 0:
-            raise ValueError("The validation data has no (non-padding) tokens.")
+            raise ValueError("The validation data has no labelled positions.")
         loss = float(total) / float(count)
         return loss, float(tf.exp(loss))

@@ -1,7 +1,8 @@
 """The run directory: one folder holds everything a run needs to be reproduced, resumed or served.
 
     RUN_DIR/
-      config.json       {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+      config.json       {"task": ..., "model": ModelConfig, "data": DataConfig,
+                         "train": TrainConfig}
       tokenizer/        the tokenizer's plain asset files (`Tokenizer.save`)
       checkpoints/      tf.train.CheckpointManager: model, optimizer, step (exact resume)
       metrics.jsonl     one JSON line per evaluation
@@ -32,7 +33,15 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from llm_tf.config import DataConfig, ModelConfig, TrainConfig, differences, format_differences
+from llm_tf._validation import check_choice
+from llm_tf.config import (
+    TASKS,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    differences,
+    format_differences,
+)
 
 
 class RunDirectoryError(ValueError):
@@ -41,16 +50,27 @@ class RunDirectoryError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """The contents of `config.json`: the three configs of the run."""
+    """The contents of `config.json`: the run's task and its three configs.
+
+    `task` (one of `config.TASKS`) says what the model was trained to do, and so
+    which model class rebuilds it and which commands apply (`llm_tf.load`,
+    `llm-tf export`, `llm-tf evaluate` read it). Files written before tasks
+    existed have none: they are "lm" runs.
+    """
 
     model: ModelConfig
     data: Optional[DataConfig] = None
     train: Optional[TrainConfig] = None
+    task: str = "lm"
+
+    def __post_init__(self):
+        check_choice("task", self.task, TASKS)
 
     def to_dict(self) -> dict:
-        return {name: None if value is None else value.to_dict()
-                for name, value in (("model", self.model), ("data", self.data),
-                                    ("train", self.train))}
+        sections = {name: None if value is None else value.to_dict()
+                    for name, value in (("model", self.model), ("data", self.data),
+                                        ("train", self.train))}
+        return {"task": self.task, **sections}
 
 
 class RunDir(os.PathLike):
@@ -183,7 +203,8 @@ class RunDir(os.PathLike):
             return RunConfig(
                 model=ModelConfig.from_dict(payload["model"]),
                 data=DataConfig.from_dict(payload["data"]) if payload.get("data") else None,
-                train=TrainConfig.from_dict(payload["train"]) if payload.get("train") else None)
+                train=TrainConfig.from_dict(payload["train"]) if payload.get("train") else None,
+                task=payload.get("task", "lm"))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{str(self.config_file)!r} is not a valid llm_tf config: "
                              f"{error}") from None

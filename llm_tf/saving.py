@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+import keras
+
 from llm_tf import weights as weight_files
 from llm_tf.config import DataConfig, ModelConfig, TrainConfig, differences, format_differences
 from llm_tf.models import TransformerLM
@@ -37,9 +39,19 @@ def load_weights(model, path) -> None:
 
 
 class LoadedRun(NamedTuple):
-    model: TransformerLM
+    model: keras.Model
     tokenizer: object
     config: RunConfig
+
+
+def build_model(config: RunConfig, dtype=None) -> keras.Model:
+    """The model that a run of `config.task` trains, unbuilt, from the run's configs.
+
+    "lm": `TransformerLM(config.model)`.
+    """
+    if config.task == "lm":
+        return TransformerLM(config.model, dtype=dtype)
+    raise ValueError(f"No model is known for task {config.task!r}.")
 
 
 def load(run_dir, weights: Optional[str] = None,
@@ -54,7 +66,8 @@ def load(run_dir, weights: Optional[str] = None,
         dtype: optional Keras dtype policy for the rebuilt model.
 
     Returns:
-        `LoadedRun(model, tokenizer, config)`.
+        `LoadedRun(model, tokenizer, config)`; the model is the one the run's task
+        trains (`build_model`).
     """
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
     run = run_dir.read_config()
@@ -63,7 +76,7 @@ def load(run_dir, weights: Optional[str] = None,
             f"The weights in {str(run_dir)!r} belong to another model configuration: "
             + format_differences(differences(model_config, run.model)))
     tokenizer = load_tokenizer(run_dir.tokenizer_dir)
-    model = TransformerLM(run.model, dtype=dtype)
+    model = build_model(run, dtype=dtype)
     load_weights(model, weights or run_dir.weights_file)
     return LoadedRun(model, tokenizer, run)
 

@@ -33,6 +33,8 @@ class LoopResult:
         step: updates made in total (including those before a resume).
         train_loss: mean training loss over the last evaluation interval.
         val_loss: validation loss at the last evaluation (None without validation data).
+        metrics: everything the last evaluation measured ({"val_loss": ..., "val_perplexity":
+            ..., and task metrics such as "accuracy"}); {} without validation data.
         best_val_loss: lowest validation loss seen in the run.
         steps_run: updates made by this call (0 if the run was already complete).
         seconds: wall time of this call's steps, evaluations excluded.
@@ -46,6 +48,7 @@ class LoopResult:
     steps_run: int
     seconds: float
     tokens_per_sec: float
+    metrics: dict = dataclasses.field(default_factory=dict)
 
 
 def _diverged(which, loss, step, checkpoints) -> TrainingDiverged:
@@ -68,7 +71,7 @@ def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
             the current step.
         train: cadence (`steps`, `log_interval`, `eval_interval`).
         tokens_per_step: tokens in one global batch (B · T), for tokens/s.
-        evaluate: () -> (val_loss, val_perplexity), or None.
+        evaluate: () -> {"val_loss": ..., "val_perplexity": ..., task metrics...}, or None.
         checkpoints: a `Checkpoints`, or None to save nothing.
         reporter: a `Reporter`, or None to print nothing.
         sample: step -> text printed after each evaluation, or None.
@@ -82,7 +85,7 @@ def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
     step = int(train_step.step.numpy())
     start_step = step
     window_losses: list[float] = []  # training losses since the last evaluation
-    val_loss, last_train_loss = None, None
+    val_loss, last_train_loss, metrics_seen = None, None, {}
     train_time = 0.0          # seconds spent in steps after the first (compiled) one
     timed_steps = 0
     log_time, log_steps = 0.0, 0
@@ -114,12 +117,13 @@ def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
                 log_time, log_steps = 0.0, 0
 
         if step % train.eval_interval == 0 or step == train.steps:
-            val_loss, val_perplexity = evaluate() if evaluate else (None, None)
+            metrics_seen = evaluate() if evaluate else {}
+            val_loss = metrics_seen.get("val_loss")
             if val_loss is not None and not math.isfinite(val_loss):
                 raise _diverged("validation", val_loss, step, checkpoints)
             train_loss = sum(window_losses) / len(window_losses)
             if reporter:  # (a resume drops records newer than its checkpoint)
-                reporter.evaluation(step, train_loss, val_loss, val_perplexity,
+                reporter.evaluation(step, train_loss, metrics_seen,
                                     float(metrics["learning_rate"]),
                                     tokens_per_step * timed_steps / max(train_time, 1e-9),
                                     train_time)
@@ -137,4 +141,5 @@ def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
         best = float(checkpoints.best_val_loss.numpy())
     return LoopResult(step=step, train_loss=last_train_loss, val_loss=val_loss,
                       best_val_loss=best, steps_run=step - start_step, seconds=train_time,
-                      tokens_per_sec=tokens_per_step * timed_steps / max(train_time, 1e-9))
+                      tokens_per_sec=tokens_per_step * timed_steps / max(train_time, 1e-9),
+                      metrics=metrics_seen)

@@ -5,7 +5,8 @@
   `log_interval` steps instead.
 * `metrics.jsonl`: one JSON object per evaluation, appended and flushed:
   `step`, `train_loss` (mean over the steps since the previous evaluation),
-  `val_loss`, `val_perplexity`, `lr`, `tokens_per_sec`, `elapsed_sec`.
+  `val_loss`, `val_perplexity`, the task's own metrics if any (e.g. `accuracy`),
+  `lr`, `tokens_per_sec`, `elapsed_sec`.
 * TensorBoard scalars (`tf.summary`) in RUN_DIR/tensorboard: the same
   values, plus `grad_norm` and `step_ms`, every `log_interval` steps.
 
@@ -105,31 +106,37 @@ class Reporter:
 
     # -- evaluations ----------------------------------------------------------
 
-    def evaluation(self, step, train_loss, val_loss, val_perplexity, lr, tokens_per_sec,
-                   elapsed):
-        """Appends one line to metrics.jsonl, writes TensorBoard scalars, prints a summary."""
+    def evaluation(self, step, train_loss, metrics: dict, lr, tokens_per_sec, elapsed):
+        """Appends one line to metrics.jsonl, writes TensorBoard scalars, prints a summary.
+
+        Args:
+            metrics: what the evaluation measured: "val_loss", "val_perplexity" (absent
+                without validation data) and any task metrics ("accuracy", ...).
+        """
         if not self.chief:
             return
         record = {"step": int(step), "train_loss": _finite_or_none(train_loss),
-                  "val_loss": _finite_or_none(val_loss),
-                  "val_perplexity": _finite_or_none(val_perplexity), "lr": float(lr),
-                  "tokens_per_sec": round(float(tokens_per_sec), 1),
+                  "val_loss": None, "val_perplexity": None,
+                  **{name: _finite_or_none(value) for name, value in metrics.items()},
+                  "lr": float(lr), "tokens_per_sec": round(float(tokens_per_sec), 1),
                   "elapsed_sec": round(float(elapsed), 2)}
         if self.run_dir is not None:
             with open(self.run_dir.metrics_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         if self._writer is not None:
             with self._writer.as_default():
-                if val_loss is not None:
-                    write_scalar("val/loss", val_loss, step)
-                    write_scalar("val/perplexity", val_perplexity, step)
+                for name, value in metrics.items():
+                    if value is not None:
+                        write_scalar(_tensorboard_name(name), value, step)
             self._writer.flush()
-        train_text = "n/a" if train_loss is None else f"{train_loss:.4f}"
-        val_text = "n/a" if val_loss is None else f"{val_loss:.4f}"
-        self.print(f"step {step}: train loss {train_text}, val loss {val_text} "
-                   f"(perplexity {val_perplexity:.2f}), {_fmt_time(elapsed)} elapsed"
-                   if val_loss is not None else
-                   f"step {step}: train loss {train_text}, {_fmt_time(elapsed)} elapsed")
+        parts = [f"step {step}: train loss "
+                 + ("n/a" if train_loss is None else f"{train_loss:.4f}")]
+        val_loss, perplexity = metrics.get("val_loss"), metrics.get("val_perplexity")
+        if val_loss is not None:
+            parts.append(f"val loss {val_loss:.4f} (perplexity {perplexity:.2f})")
+        parts += [f"{name} {value:.4f}" for name, value in metrics.items()
+                  if name not in ("val_loss", "val_perplexity") and value is not None]
+        self.print(", ".join(parts) + f", {_fmt_time(elapsed)} elapsed")
 
     def close(self):
         if self._bar_open:
@@ -138,6 +145,11 @@ class Reporter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _tensorboard_name(metric: str) -> str:
+    """"val_loss" -> "val/loss"; a task metric such as "accuracy" -> "val/accuracy"."""
+    return "val/" + (metric[len("val_"):] if metric.startswith("val_") else metric)
 
 
 def _finite_or_none(value):

@@ -3,6 +3,7 @@
     llm-tf train     ...  -> llm_tf.commands.train.main
     llm-tf generate  ...  -> llm_tf.commands.generate.main
     llm-tf export    ...  -> llm_tf.commands.export.main
+    llm-tf evaluate  ...  -> llm_tf.commands.evaluate.main
 
 Every subcommand's `main(argv) -> int` returns 0 on success and 2 on bad input,
 after printing a one-line error (no traceback); see `llm_tf.commands.common`.
@@ -19,6 +20,7 @@ COMMANDS = {
     "train": ("llm_tf.commands.train", "pre-train a language model (the default command)"),
     "generate": ("llm_tf.commands.generate", "generate text from a run directory or a SavedModel"),
     "export": ("llm_tf.commands.export", "export a run directory as a string-to-string SavedModel"),
+    "evaluate": ("llm_tf.commands.evaluate", "score a run on held-out data (one JSON line)"),
 }
 
 USAGE = "usage: llm-tf {" + ",".join(COMMANDS) + "} [options]   (llm-tf COMMAND --help)\n" + \

@@ -11,8 +11,11 @@ import pytest
 import tensorflow as tf
 from training_util import TINY_CLI, run_python, write_corpus
 
+from llm_tf import cli as llm_tf_cli
 from llm_tf import saving
 from llm_tf.commands import train as cli
+from llm_tf.commands.overrides import apply_overrides, parse_overrides
+from llm_tf.config import DataConfig, ModelConfig, TrainConfig
 from llm_tf.rundir import RunConfig, RunDir
 from llm_tf.training.reporting import Reporter
 
@@ -116,6 +119,32 @@ def test_a_run_leaves_everything_needed_to_reproduce_and_reload_it(finished_run)
     assert {"train/loss", "train/learning_rate", "val/loss", "val/perplexity"} <= tags
 
 
+def test_evaluate_scores_a_language_model_on_a_text_as_one_json_line(finished_run,
+                                                                      tmp_path, capsys):
+    run_dir, _ = finished_run
+    held_out = write_corpus(tmp_path / "held out.txt", chars=2_000)
+    assert llm_tf_cli.main(["evaluate", "--run", str(run_dir), "--data", held_out]) == 0
+    line = capsys.readouterr().out.strip()
+    scores = json.loads(line)
+    run = saving.load(run_dir)
+    text = open(held_out, encoding="utf-8").read()
+    assert scores["tokens"] == len(run.tokenizer.encode(text.rstrip("\n") + "\n"))
+    assert scores["perplexity"] == pytest.approx(np.exp(scores["loss"]), rel=1e-6)
+    # The same number as the training run's own validation rule on that text.
+    from llm_tf.data import load_corpus
+    from llm_tf.evaluation import evaluate_language_model
+    again = evaluate_language_model(run.model, run.tokenizer, load_corpus(held_out), 32, 8)
+    assert scores["loss"] == pytest.approx(again["loss"], rel=1e-6)
+    for argv, message in (
+            (["--run", str(tmp_path / "nope"), "--data", held_out], "does not exist"),
+            (["--run", str(run_dir), "--data", str(tmp_path / "missing.txt")], "missing.txt"),
+            (["--run", str(run_dir)], "--data"),
+            (["--run", str(run_dir), "--data", held_out, "--batch-size", "0"], "--batch-size")):
+        assert llm_tf_cli.main(["evaluate", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+
+
 def test_resume_extends_a_finished_run_and_exports(finished_run):
     run_dir, _ = finished_run
     out = io.StringIO()
@@ -157,8 +186,8 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(capsys, tm
 
 
 def test_overrides_set_every_config_that_has_the_field():
-    configs = cli.apply_overrides(
-        {"model": cli.ModelConfig(), "data": cli.DataConfig(), "train": cli.TrainConfig()},
+    configs = apply_overrides(
+        {"model": ModelConfig(), "data": DataConfig(), "train": TrainConfig()},
         {"seed": "7", "vocab_size": "500", "jit_compile": "yes", "learning_rate": "3e-4"})
     assert configs["data"].seed == configs["train"].seed == 7
     assert configs["model"].vocab_size == configs["data"].vocab_size == 500
@@ -174,7 +203,7 @@ def test_overrides_set_every_config_that_has_the_field():
 ])
 def test_xla_follows_the_preset_unless_the_command_line_says(argv, expected):
     args, rest = cli.build_parser().parse_known_args(argv)
-    assert cli.resolve(args, cli.parse_overrides(rest))["train"].jit_compile is expected
+    assert cli.resolve(args, parse_overrides(rest))["train"].jit_compile is expected
 
 
 def test_python_dash_m_entry_point_prints_help():

@@ -7,6 +7,7 @@ imports nothing of llm_tf, so every command, and the dispatcher, can use it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -15,6 +16,13 @@ import threading
 
 class UsageError(ValueError):
     """Bad command-line input: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose errors are `UsageError`s (one line), not a usage block."""
+
+    def error(self, message):
+        raise UsageError(message)
 
 
 def run_main(body, argv) -> int:

@@ -21,97 +21,31 @@ exported as a SavedModel (`llm_tf.export`) and generates from that export.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
 import sys
 import time
 
-from llm_tf.commands.common import UsageError, import_tensorflow, quiet_tensorflow, run_main
-from llm_tf.config import PRESETS, DataConfig, ModelConfig, TrainConfig, get_preset
+from llm_tf.commands.common import (
+    OneLineParser,
+    UsageError,
+    import_tensorflow,
+    quiet_tensorflow,
+    run_main,
+)
+from llm_tf.commands.overrides import apply_overrides, fields_help, parse_overrides
+from llm_tf.config import PRESETS, DataConfig, TrainConfig, get_preset
 from llm_tf.rundir import RunDir
 
-CONFIGS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 # Named options that set config fields: option dest -> field name.
 FIELD_OPTIONS = {"data": "source", "tokenizer": "tokenizer", "steps": "steps", "seed": "seed",
                  "precision": "precision"}
 DEFAULT_PRESET = "tiny"
 DEFAULT_RUNS_DIR = "runs"
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def field_index() -> dict[str, list[tuple[str, dataclasses.Field]]]:
-    """field name -> [(config name, field)], for every field of the three configs."""
-    index: dict = {}
-    for config_name, cls in CONFIGS.items():
-        for field in dataclasses.fields(cls):
-            index.setdefault(field.name, []).append((config_name, field))
-    return index
-
-
-def convert(name: str, text: str, kind: str):
-    """`text` as the field's type (`kind`: 'int', 'float', 'bool' or 'str'), or a UsageError."""
-    try:
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-    except ValueError:
-        raise UsageError(f"--{name} expects {'an integer' if kind == 'int' else 'a number'}. "
-                         f"Received: --{name}={text!r}") from None
-    if kind == "bool":
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise UsageError(f"--{name} expects true or false. Received: --{name}={text!r}")
-    return text
-
-
-def parse_overrides(tokens: list[str]) -> dict[str, str]:
-    """['--a=1', '--b', '2'] -> {'a': '1', 'b': '2'}; anything else is a UsageError."""
-    overrides, i = {}, 0
-    while i < len(tokens):
-        token = tokens[i]
-        if not token.startswith("--") or token == "--":
-            raise UsageError(f"unexpected argument {token!r}; options look like --field=value.")
-        key, has_value, value = token[2:].partition("=")
-        if not has_value:
-            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
-                raise UsageError(f"--{key} needs a value: --{key}=VALUE.")
-            value, i = tokens[i + 1], i + 1
-        overrides[key.replace("-", "_")] = value
-        i += 1
-    return overrides
-
-
-def apply_overrides(configs: dict, overrides: dict[str, str], extra_names=()) -> dict:
-    """Returns new configs with `overrides` applied, each value converted and checked."""
-    index = field_index()
-    changes: dict = {name: {} for name in CONFIGS}
-    for key, text in overrides.items():
-        if key not in index:
-            known = sorted(index) + [n.replace("_", "-") for n in extra_names]
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f" Did you mean {', '.join('--' + c for c in close)}?" if close else ""
-            raise UsageError(f"unknown option --{key}.{hint} (llm-tf train --help lists them)")
-        for config_name, field in index[key]:
-            changes[config_name][key] = convert(key, text, field.type)
-    return {name: configs[name].replace(**changes[name]) if changes[name] else configs[name]
-            for name in CONFIGS}
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
-        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    fields = field_index()
-    epilog = "config fields (set any as --field=value):\n" + "\n".join(
-        f"  {name} ({'/'.join(c for c, _ in owners)}: {owners[0][1].type})"
-        for name, owners in sorted(fields.items()))
-    parser = _Parser(prog="llm-tf train", allow_abbrev=False, description=__doc__.split("\n")[0],
-                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="llm-tf train", allow_abbrev=False,
+                           description=__doc__.split("\n")[0], epilog=fields_help(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", help=f"model + data + training settings: "
                         f"{', '.join(PRESETS)} (default {DEFAULT_PRESET})")
     parser.add_argument("--data", help="corpus: 'builtin', a file/directory/glob, 'tfds:NAME'")

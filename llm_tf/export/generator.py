@@ -1,9 +1,10 @@
-"""Export: a run directory -> a SavedModel that turns strings into strings.
+"""The language model's export: a SavedModel that turns strings into strings.
 
     llm-tf export RUN_DIR [OUT_DIR]          # OUT_DIR defaults to RUN_DIR/saved_model
     llm_tf.export.export_run(run_dir)        # the same from Python; returns OUT_DIR
 
-(the command is llm_tf/commands/export.py)
+(the command is llm_tf/commands/export.py; `llm_tf.export.export_run` picks this
+module for "lm" runs)
 
 The SavedModel holds a `tf.Module` with the tokenizer, the model's weights (as
 variables) and the cached decode loop, all as TensorFlow ops, so any TensorFlow
@@ -33,23 +34,24 @@ length or `max_new_tokens` never recompiles. Bad arguments fail with an
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import tensorflow as tf
 
+from llm_tf.export.files import (
+    CONFIG_ASSET,
+    README_ASSET,
+    check_out_dir,
+    load_saved_model,
+    write_saved_model,
+)
 from llm_tf.generation.decode import max_new_tokens_graph_checks
 from llm_tf.generation.generator import Generator
 from llm_tf.generation.samplers import Sampling
-from llm_tf.rundir import RunDir
-from llm_tf.saving import load
 
 SIGNATURES = ("serving_default", "generate", "generate_ids")
-README_ASSET = "README.txt"
-CONFIG_ASSET = "model_config.json"
+__all__ = ["GenerationModule", "SIGNATURES", "export_model", "load_saved_model"]
 
 README_TEXT = """\
 llm_tf text generator (SavedModel)
@@ -203,63 +205,12 @@ def export_model(model, tokenizer, out_dir, jit_compile: bool = True) -> Path:
     Returns:
         `out_dir` as a `Path`.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (
-            any(out_dir.iterdir()) and not (out_dir / "saved_model.pb").is_file())):
-        raise ValueError(f"{str(out_dir)!r} exists and is not a SavedModel: choose another "
-                         "output directory (an existing export there would be replaced).")
+    check_out_dir(out_dir)
     module = GenerationModule(model, tokenizer, jit_compile=jit_compile)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    try:
-        with tempfile.TemporaryDirectory() as assets:
-            config = model.config.to_dict()
-            readme = Path(assets) / README_ASSET
-            readme.write_text(README_TEXT.format(
-                dir_name=out_dir.name, kind=getattr(tokenizer, "kind", "?"),
-                max_new=model.config.max_length - 1, max_length=model.config.max_length,
-                config=json.dumps(config, sort_keys=True)), encoding="utf-8")
-            (Path(assets) / CONFIG_ASSET).write_text(json.dumps(config, indent=2) + "\n")
-            module.readme = tf.saved_model.Asset(str(readme))
-            module.model_config = tf.saved_model.Asset(str(Path(assets) / CONFIG_ASSET))
-            tf.saved_model.save(module, str(staging), signatures=module.signatures())
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return out_dir
-
-
-def export_run(run_dir, out_dir=None, jit_compile: bool = True) -> Path:
-    """Exports the run in `run_dir` (weights, config, tokenizer) as a SavedModel.
-
-    Args:
-        run_dir: a run directory (a path or a `llm_tf.rundir.RunDir`).
-        out_dir: where to write; default `RUN_DIR/saved_model`.
-        jit_compile: compile the decode loop with XLA.
-
-    Returns:
-        The export directory.
-    """
-    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
-    run = load(run_dir)
-    return export_model(run.model, run.tokenizer,
-                        run_dir.saved_model_dir if out_dir is None else out_dir,
-                        jit_compile=jit_compile)
-
-
-def load_saved_model(path):
-    """`tf.saved_model.load` with clear errors for a directory that is not an llm_tf export."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"SavedModel directory {str(path)!r} does not exist.")
-    if not (path / "saved_model.pb").is_file():
-        raise ValueError(f"{str(path)!r} is not a SavedModel directory (no saved_model.pb); "
-                         "write one with `llm-tf export RUN_DIR OUT_DIR`.")
-    loaded = tf.saved_model.load(str(path))
-    if not hasattr(loaded, "generate"):
-        raise ValueError(f"The SavedModel in {str(path)!r} has no `generate` function: it was "
-                         "not written by `llm-tf export`.")
-    return loaded
+    config = model.config.to_dict()
+    readme = README_TEXT.format(
+        dir_name=Path(out_dir).name, kind=getattr(tokenizer, "kind", "?"),
+        max_new=model.config.max_length - 1, max_length=model.config.max_length,
+        config=json.dumps(config, sort_keys=True))
+    return write_saved_model(module, out_dir, module.signatures(), {
+        README_ASSET: readme, CONFIG_ASSET: json.dumps(config, indent=2) + "\n"})

@@ -1,0 +1,63 @@
+"""`llm-tf evaluate --run RUN --data TEST`: a trained run scored on held-out data, as one JSON line.
+
+    llm-tf evaluate --run runs/tiny --data held_out.txt
+    {"loss": 1.52, "perplexity": 4.57, "tokens": 112000}
+
+What is measured follows the run's task (its config.json): a language model ("lm")
+reports its cross-entropy per token and perplexity over the whole text (`--data`
+takes the same sources as `llm-tf train --data`). The scoring itself lives in
+`llm_tf.evaluation`; this command reads the run, checks the input and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from llm_tf.commands.common import OneLineParser, UsageError, run_main
+from llm_tf.rundir import RunDir
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="llm-tf evaluate", allow_abbrev=False,
+                           description="Score a trained run on held-out data; prints one JSON "
+                                       "line.")
+    parser.add_argument("--run", required=True, metavar="RUN_DIR",
+                        help="run directory written by llm-tf train")
+    parser.add_argument("--data", required=True, metavar="TEST",
+                        help="held-out data, in the form the run's task reads")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="examples per batch (default: the run's batch size)")
+    return parser
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    run_dir = RunDir.open(args.run)
+    config = run_dir.read_config()
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1. Received: {args.batch_size}")
+    if config.task == "lm":
+        scores = _evaluate_language_model(run_dir, config, args)
+    else:
+        raise UsageError(f"llm-tf evaluate does not know how to score a {config.task!r} run.")
+    print(json.dumps(scores))
+    return 0
+
+
+def _evaluate_language_model(run_dir, config, args) -> dict:
+    from llm_tf.data import load_corpus
+    from llm_tf.evaluation import evaluate_language_model
+    from llm_tf.saving import load
+
+    corpus = load_corpus(args.data)
+    corpus.validate()
+    run = load(run_dir)
+    data = config.data
+    context = data.context_length if data else config.model.max_length
+    batch_size = args.batch_size or (data.batch_size if data else 8)
+    return evaluate_language_model(run.model, run.tokenizer, corpus, context, batch_size)
+
+
+def main(argv=None) -> int:
+    return run_main(_main, sys.argv[1:] if argv is None else list(argv))

@@ -35,7 +35,7 @@ from llm_tf._validation import (
 # The choices, defined here once; the layers import them.
 NORM_PLACEMENTS = ("pre", "post")
 POSITION_ENCODINGS = ("learned", "sinusoidal", "rope")
-ACTIVATIONS = ("gelu", "relu")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 SCHEDULES = ("cosine", "noam", "constant")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TOKENIZERS = ("char", "byte", "wordpiece", "sentencepiece")
@@ -87,7 +87,8 @@ class ModelConfig(_Config):
             "rope" (rotary, applied to queries and keys).
         tie_embeddings: compute logits with the transposed token embedding.
         use_bias: biases in Dense layers and LayerNorm (nanoGPT's `bias`).
-        activation: feed-forward activation, "gelu" or "relu".
+        activation: feed-forward activation: "gelu" (exact, with erf; nanoGPT),
+            "gelu_tanh" (GELU's tanh approximation, GPT-2's `gelu_new`) or "relu".
         layer_norm_epsilon: LayerNorm epsilon.
         scale_embeddings: multiply token embeddings by sqrt(D) (the paper does;
             needed when fixed sinusoidal positions would otherwise dominate).

@@ -72,6 +72,27 @@ def test_feed_forward_is_two_dense_layers():
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
+def test_feed_forward_gelu_matches_its_formula(activation):
+    """"gelu" is the exact 0.5·x·(1 + erf(x/√2)); "gelu_tanh" GPT-2's approximation of it."""
+    from math import erf
+
+    layer = FeedForward(d_model=4, dff=8, activation=activation)
+    x = tf.random.normal((2, 3, 4), stddev=2.0)
+    out = layer(x)
+    w1, b1, w2, b2 = [w.numpy().astype(np.float64) for w in (
+        layer.hidden_dense.kernel, layer.hidden_dense.bias, layer.output_dense.kernel,
+        layer.output_dense.bias)]
+    h = x.numpy().astype(np.float64) @ w1 + b1
+    if activation == "gelu":
+        h = 0.5 * h * (1 + np.vectorize(erf)(h / np.sqrt(2)))
+    else:
+        h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
+    np.testing.assert_allclose(out.numpy(), h @ w2 + b2, atol=1e-5)
+    clone = FeedForward.from_config(layer.get_config())
+    assert clone.get_config()["activation"] == activation
+
+
 def test_sibling_projections_start_different():
     """One unseeded Keras initializer instance reused would give Q = K = V at init."""
     layer = MultiHeadAttention(8, 2)

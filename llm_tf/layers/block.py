@@ -34,7 +34,7 @@ class TransformerBlock(keras.layers.Layer):
         dff: F, feed-forward hidden width.
         dropout: rate for attention weights and every sublayer output.
         norm_placement: "post" (the paper) or "pre" (GPT-2).
-        activation: feed-forward activation, "relu" or "gelu".
+        activation: feed-forward activation, "relu", "gelu" or "gelu_tanh".
         use_bias: biases in Dense layers and LayerNorms.
         layer_norm_epsilon: LayerNorm epsilon.
         rotary_max_wavelength: RoPE base for self-attention, or None.

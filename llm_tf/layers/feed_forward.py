@@ -8,14 +8,27 @@ from llm_tf.layers.initializers import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="llm_tf")
+def gelu_tanh(x):
+    """GELU's tanh approximation (Hendrycks & Gimpel 2016, §2), the one GPT-2 was trained with
+    (Hugging Face calls it `gelu_new`): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."""
+    return keras.activations.gelu(x, approximate=True)
+
+
+# A config's activation name (config.ACTIVATIONS) -> what keras.layers.Dense takes.
+ACTIVATION_FUNCTIONS = {"gelu": "gelu", "gelu_tanh": gelu_tanh, "relu": "relu"}
+assert tuple(sorted(ACTIVATION_FUNCTIONS)) == tuple(sorted(ACTIVATIONS))
+
+
+@keras.saving.register_keras_serializable(package="llm_tf")
 class FeedForward(keras.layers.Layer):
     """FFN(x) = Dropout(act(x W1 + b1) W2 + b2), applied to every position alike.
 
     Args:
         d_model: D, input and output width.
         dff: F, hidden width (4·D in GPT-2, 2048 for D = 512 in the paper).
-        activation: "relu" (the paper) or "gelu" (GPT-2; exact, not tanh-approximated,
-            as PyTorch's `nn.GELU()` in nanoGPT; Keras' "gelu" default).
+        activation: "relu" (the paper), "gelu" (exact, with erf, as PyTorch's `nn.GELU()`
+            in nanoGPT; Keras' "gelu" default) or "gelu_tanh" (the tanh approximation
+            GPT-2 used; what its published weights expect).
         dropout: rate applied to the output while training.
         use_bias: biases in both projections.
         kernel_initializer: initializer of the first projection.
@@ -46,7 +59,7 @@ class FeedForward(keras.layers.Layer):
         self.output_kernel_initializer = keras.initializers.get(
             output_kernel_initializer or kernel_initializer)
         self.hidden_dense = keras.layers.Dense(
-            dff, activation=activation, use_bias=use_bias,
+            dff, activation=ACTIVATION_FUNCTIONS[activation], use_bias=use_bias,
             kernel_initializer=clone_initializer(self.kernel_initializer), name="hidden",
             dtype=self.dtype_policy)
         self.output_dense = keras.layers.Dense(

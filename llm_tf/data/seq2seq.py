@@ -4,11 +4,13 @@
       -> source ids                                  truncated/padded to S
       -> target_in  = [BOS] + target ids             truncated/padded to T
       -> target_out =         target ids + [EOS]     truncated/padded to T
-      -> ((source (B, S), target_in (B, T)), target_out (B, T)), PAD = 0
+      -> ((source (B, S), target_in (B, T)), target_out (B, T))
 
 `target_in` is what the decoder reads (teacher forcing) and `target_out` what it
 must predict, position by position: target_out[:, t] = target_in[:, t + 1].
-PAD positions are 0 in both, so a loss can mask them with `target_out != 0`.
+BOS, EOS and PAD are the target tokenizer's (`bos_id`, `eos_id`, `pad_id`; the
+source is padded with the source tokenizer's PAD). For llm_tf's own tokenizers
+PAD is 0, so a loss can mask padding with `target_out != 0`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Iterable, Union
 import tensorflow as tf
 
 from llm_tf.data.corpus import DataError
-from llm_tf.tokenizers.base import BOS_ID, EOS_ID, PAD_ID
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -68,10 +69,11 @@ def make_seq2seq_dataset(pairs: Union[tf.data.Dataset, Iterable[tuple[str, str]]
     def encode(sources, targets):  # (B,), (B,) strings
         source = source_tokenizer.encode(sources)                           # (B, (n))
         target = target_tokenizer.encode(targets)                           # (B, (m))
-        target_in = _prepend(target, BOS_ID)                                # (B, (m+1))
-        target_out = _append(target, EOS_ID)                                # (B, (m+1))
-        pad = lambda ids, n: ids.to_tensor(default_value=PAD_ID, shape=[None, n])  # noqa: E731
-        return (pad(source, S), pad(target_in, T)), pad(target_out, T)
+        target_in = _prepend(target, target_tokenizer.bos_id)               # (B, (m+1))
+        target_out = _append(target, target_tokenizer.eos_id)               # (B, (m+1))
+        source_pad, target_pad = source_tokenizer.pad_id, target_tokenizer.pad_id
+        return ((_pad(source, S, source_pad), _pad(target_in, T, target_pad)),
+                _pad(target_out, T, target_pad))
 
     return (pairs.batch(batch_size, drop_remainder=drop_remainder)
             .map(encode, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
@@ -80,6 +82,11 @@ def make_seq2seq_dataset(pairs: Union[tf.data.Dataset, Iterable[tuple[str, str]]
 def _prepend(ids: tf.RaggedTensor, token: int) -> tf.RaggedTensor:
     column = tf.RaggedTensor.from_tensor(tf.fill([ids.nrows(), 1], token))
     return tf.concat([column, ids], axis=1)
+
+
+def _pad(ids: tf.RaggedTensor, length: int, pad_id: int) -> tf.Tensor:
+    """(B, (n)) -> (B, length): cut, or padded on the right with `pad_id`."""
+    return ids.to_tensor(default_value=pad_id, shape=[None, length])
 
 
 def _append(ids: tf.RaggedTensor, token: int) -> tf.RaggedTensor:

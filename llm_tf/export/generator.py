@@ -21,9 +21,12 @@ Signatures (`saved_model_cli show --dir OUT_DIR --all`):
 * `generate` (also `serving_default`): prompts string (B,), max_new_tokens int32,
   temperature float32, top_k int32, top_p float32, seed int32 -> {"texts": string (B,)},
   the continuations (not repeating the prompts).
-* `generate_ids`: token_ids int32 (B, N) (PAD = 0 entries are ignored, so rows may
-  be padded on either side), the same five scalars -> {"token_ids": int32
-  (B, max_new_tokens)}, PAD after a row's EOS.
+* `generate_ids`: token_ids int32 (B, N) (entries equal to the tokenizer's PAD are
+  ignored, so rows may be padded on either side), the same five scalars ->
+  {"token_ids": int32 (B, max_new_tokens)}, PAD after a row's EOS. The special ids
+  are the tokenizer's: PAD=0, BOS=2, EOS=3 for llm_tf's own tokenizers; GPT-2's
+  `<|endoftext|>` for all three in an imported GPT-2 (so such a prompt cannot hold
+  `<|endoftext|>` itself in `generate_ids`; an empty row starts from it).
 
 The decode loop inside is compiled with XLA once per batch size: prompts are
 laid out in a fixed (B, max_length) buffer inside the graph, so a new prompt
@@ -76,8 +79,8 @@ Signatures (saved_model_cli show --dir DIR --all):
       prompts string[B], max_new_tokens int32, temperature float32,
       top_k int32, top_p float32, seed int32  ->  texts string[B]
   generate_ids:
-      token_ids int32[B, N] (0 = PAD entries ignored), same scalars
-      ->  token_ids int32[B, max_new_tokens] (0 = PAD after EOS)
+      token_ids int32[B, N] ({pad_id} = PAD entries ignored), same scalars
+      ->  token_ids int32[B, max_new_tokens] ({pad_id} = PAD after EOS)
 
 Outputs are the continuations only. temperature 0 is greedy; top_k 0 and
 top_p 1 disable those filters; the same seed gives the same text.
@@ -86,7 +89,7 @@ top_p 1 disable those filters; the same seed gives the same text.
 to stderr); an empty prompt starts from BOS; rows stop at EOS.
 
 Model: {config}
-Special ids: PAD=0, UNK=1, BOS=2, EOS=3.
+Special ids: PAD={pad_id}, UNK={unk_id}, BOS={bos_id}, EOS={eos_id}.
 """
 
 
@@ -167,7 +170,7 @@ class GenerationModule(tf.Module):
     def generate_ids(self, token_ids, max_new_tokens, temperature, top_k, top_p, seed):
         """Prompt ids (B, N), PAD entries ignored -> new ids int32 (B, max_new_tokens)."""
         checks = [tf.debugging.assert_non_negative(
-                      token_ids, message="`token_ids` must be >= 0 (0 is PAD)"),
+                      token_ids, message="`token_ids` must be >= 0"),
                   tf.debugging.assert_less(
                       token_ids, self._vocab_size,
                       message=f"`token_ids` must be < vocab_size={self._vocab_size}")]
@@ -211,6 +214,7 @@ def export_model(model, tokenizer, out_dir, jit_compile: bool = True) -> Path:
     readme = README_TEXT.format(
         dir_name=Path(out_dir).name, kind=getattr(tokenizer, "kind", "?"),
         max_new=model.config.max_length - 1, max_length=model.config.max_length,
-        config=json.dumps(config, sort_keys=True))
+        config=json.dumps(config, sort_keys=True), pad_id=tokenizer.pad_id,
+        unk_id=tokenizer.unk_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
     return write_saved_model(module, out_dir, module.signatures(), {
         README_ASSET: readme, CONFIG_ASSET: json.dumps(config, indent=2) + "\n"})

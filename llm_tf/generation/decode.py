@@ -41,7 +41,8 @@ import tensorflow as tf
 from llm_tf._validation import is_int
 from llm_tf.generation import samplers
 
-# The special ids every llm_tf tokenizer shares.
+# Defaults only, for callers without a tokenizer: the special ids of llm_tf's own tokenizers.
+# `Generator` and the export pass the tokenizer's (`tokenizer.pad_id`, ...).
 from llm_tf.tokenizers.base import BOS_ID, EOS_ID, PAD_ID
 
 # Prompt tokens per model call while filling the cache (`prefill`).

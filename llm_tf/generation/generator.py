@@ -38,8 +38,9 @@ class Generator:
         model: a built (or buildable) `TransformerLM`.
         tokenizer: optional llm_tf tokenizer, needed for `generate`/`stream` on text.
         compile: "xla" (default), "graph" or "eager".
-        eos_id: the id that ends a row; default the tokenizer's (3). None-tokenizer
-            generators use 3 as well; pass -1 to never stop early.
+        eos_id: the id that ends a row; default the tokenizer's `eos_id` (3 for llm_tf's
+            own tokenizers, 50256 for GPT-2's). Without a tokenizer, PAD, BOS and EOS are
+            llm_tf's 0, 2, 3; pass eos_id=-1 to never stop early.
         prefill_chunk: prompt tokens per model call while filling the cache.
 
     Policies (docs/generation.md): 0 <= max_new_tokens <= max_length - 1, else a

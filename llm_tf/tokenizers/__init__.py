@@ -10,7 +10,8 @@ kind            vocabulary                  lossless?   applied with
 ==============  ==========================  ==========  ===================================
 (*) characters absent from the training corpus become UNK -> U+FFFD.
 
-Every tokenizer has PAD=0, UNK=1, BOS=2, EOS=3, `vocab_size`, `kind`,
+Every tokenizer has `pad_id`, `unk_id`, `bos_id`, `eos_id` (PAD=0, UNK=1, BOS=2,
+EOS=3 for the kinds llm_tf learns; see `base.py`), `vocab_size`, `kind`,
 `encode(texts)` (scalar -> (n,) ids; (B,) -> ragged (B, (n))), `decode(ids)`
 ((n,) -> scalar; (B, N) or ragged -> (B,)), `save(directory)`; and
 `load_tokenizer(directory)` rebuilds any of them.

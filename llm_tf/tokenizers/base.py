@@ -7,9 +7,14 @@ loaded by a process which imports only `tensorflow` and `tensorflow_text`
 (design document: "tokenizer (tensorflow-text ops: in-graph, so it can be
 exported)").
 
-Special ids are the same for every kind, so that the model, the trainer and the
-decode loop never need to ask which tokenizer was used:
-PAD=0, UNK=1, BOS=2, EOS=3; the vocabulary proper starts at id 4.
+Special ids are properties of each tokenizer (`pad_id`, `unk_id`, `bos_id`,
+`eos_id`), and everything downstream (the decode loop, the export, the data
+pipelines) reads them from the tokenizer it is given. The kinds llm_tf learns
+itself reserve the same four, PAD=0, UNK=1, BOS=2, EOS=3 (the module constants
+below), and start their vocabulary proper at id 4. A tokenizer that comes with
+published weights keeps that model's ids instead, since the rows of its
+embedding are indexed by them: GPT-2's `<|endoftext|>` (50256) is its BOS, EOS
+and PAD, and byte-level BPE has no UNK (`unk_id` is None).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, Iterable, Iterator
 
 import tensorflow as tf
 
+# The special ids of llm_tf's own tokenizers (and the defaults of code that has no tokenizer).
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 NUM_SPECIAL = len(SPECIAL_TOKENS)
@@ -75,17 +81,26 @@ class Tokenizer(tf.Module):
     special-id-related lives here, once.
 
     Attributes:
-        kind: "char", "byte", "wordpiece" or "sentencepiece".
+        kind: "char", "byte", "wordpiece", "sentencepiece" or "gpt2".
         vocab_size: V, a Python int; ids are in [0, V).
-        pad_id, unk_id, bos_id, eos_id: 0, 1, 2, 3 for every tokenizer.
+        pad_id, unk_id, bos_id, eos_id: this tokenizer's special ids (Python ints;
+            `unk_id` None if nothing is ever unknown); 0, 1, 2, 3 for the kinds
+            llm_tf learns. PAD, BOS and EOS may share one id (GPT-2's).
     """
 
     kind = ""
-    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
 
-    def __init__(self, vocab_size: int, name: str | None = None):
+    def __init__(self, vocab_size: int, name: str | None = None, *, pad_id: int = PAD_ID,
+                 unk_id: int | None = UNK_ID, bos_id: int = BOS_ID, eos_id: int = EOS_ID):
         super().__init__(name=name or f"{self.kind}_tokenizer")
         self._vocab_size = int(vocab_size)
+        for label, value in (("pad_id", pad_id), ("unk_id", unk_id), ("bos_id", bos_id),
+                             ("eos_id", eos_id)):
+            if not (value is None and label == "unk_id") and not (
+                    isinstance(value, int) and 0 <= value < self._vocab_size):
+                raise ValueError(f"`{label}` must be an id in [0, {self._vocab_size}). "
+                                 f"Received: {label}={value!r}")
+        self.pad_id, self.unk_id, self.bos_id, self.eos_id = pad_id, unk_id, bos_id, eos_id
 
     @property
     def vocab_size(self) -> int:
@@ -115,10 +130,10 @@ class Tokenizer(tf.Module):
         ids = tf.cast(self._encode_batch(texts), tf.int32)  # (B, (n))
         rows = ids.nrows()
         if add_bos:
-            bos = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], BOS_ID))
+            bos = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self.bos_id))
             ids = tf.concat([bos, ids], axis=1)
         if add_eos:
-            eos = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], EOS_ID))
+            eos = tf.RaggedTensor.from_tensor(tf.fill([rows, 1], self.eos_id))
             ids = tf.concat([ids, eos], axis=1)
         return ids
 
@@ -130,7 +145,7 @@ class Tokenizer(tf.Module):
         Args:
             ids: int ids of shape (n,) -> returns a scalar string;
                 (B, N) dense or (B, (n)) ragged -> returns strings (B,).
-                Ids outside [0, V) are treated as UNK.
+                Ids outside [0, V) are treated as UNK (they decode to U+FFFD).
         """
         if isinstance(ids, tf.RaggedTensor):
             if ids.shape.rank != 2:
@@ -145,10 +160,11 @@ class Tokenizer(tf.Module):
                                  f"Received: shape {ids.shape}")
             ragged = tf.RaggedTensor.from_tensor(ids)
         ragged = tf.cast(ragged, tf.int32)
-        flat = ragged.flat_values
-        flat = tf.where((flat < 0) | (flat >= self.vocab_size), UNK_ID, flat)
-        ragged = ragged.with_flat_values(flat)
-        keep = (ragged != PAD_ID) & (ragged != BOS_ID) & (ragged != EOS_ID)
+        if self.unk_id is not None:  # (without an UNK, `_decode_batch` maps them to U+FFFD)
+            flat = ragged.flat_values
+            flat = tf.where((flat < 0) | (flat >= self.vocab_size), self.unk_id, flat)
+            ragged = ragged.with_flat_values(flat)
+        keep = (ragged != self.pad_id) & (ragged != self.bos_id) & (ragged != self.eos_id)
         return self._decode_batch(tf.ragged.boolean_mask(ragged, keep))
 
     # --- persistence ---------------------------------------------------------
@@ -160,7 +176,9 @@ class Tokenizer(tf.Module):
         assets = self._save_assets(directory)
         config = {"kind": self.kind, "format_version": FORMAT_VERSION,
                   "vocab_size": self.vocab_size,
-                  "special_tokens": dict(zip(SPECIAL_TOKENS, range(NUM_SPECIAL))),
+                  "special_tokens": self._special_tokens(),
+                  "special_ids": {"pad_id": self.pad_id, "unk_id": self.unk_id,
+                                  "bos_id": self.bos_id, "eos_id": self.eos_id},
                   "assets": assets, **self._settings()}
         with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, ensure_ascii=False)
@@ -169,6 +187,10 @@ class Tokenizer(tf.Module):
 
     def _settings(self) -> dict:
         return {}
+
+    def _special_tokens(self) -> dict:
+        """{surface form: id} of the special tokens, for readers of `tokenizer.json`."""
+        return dict(zip(SPECIAL_TOKENS, range(NUM_SPECIAL)))
 
     def _save_assets(self, directory: str) -> list[str]:
         return []
@@ -183,6 +205,8 @@ class Tokenizer(tf.Module):
         raise NotImplementedError
 
     def _decode_batch(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """Ragged ids (B, (n)) without PAD/BOS/EOS -> strings (B,). Ids are in [0, V), but
+        for a tokenizer without UNK, which must itself decode the others to U+FFFD."""
         raise NotImplementedError
 
 

@@ -7,8 +7,11 @@ kind            vocabulary                  lossless?   applied with
 "byte"          256 bytes, no training      yes         unicode_decode("ISO-8859-1")
 "wordpiece"     bert_vocab_from_dataset     no (BERT)   tensorflow_text.FastBertTokenizer
 "sentencepiece" sentencepiece trainer       yes         tensorflow_text.SentencepieceTokenizer
+"gpt2"          a checkpoint's merges       yes**       RE2 regex + BPE merges in tf.while_loop
 ==============  ==========================  ==========  ===================================
 (*) characters absent from the training corpus become UNK -> U+FFFD.
+(**) GPT-2's byte-level BPE, read from `vocab.json` + `merges.txt` (`llm-tf import-hf`);
+     not learned here, so `train_tokenizer` and `DataConfig.tokenizer` do not offer it.
 
 Every tokenizer has `pad_id`, `unk_id`, `bos_id`, `eos_id` (PAD=0, UNK=1, BOS=2,
 EOS=3 for the kinds llm_tf learns; see `base.py`), `vocab_size`, `kind`,
@@ -44,29 +47,33 @@ from llm_tf.tokenizers.base import (
 from llm_tf.tokenizers.byte import ByteTokenizer
 from llm_tf.tokenizers.char import CharTokenizer
 
-# kind -> (module, class). WordPiece and SentencePiece import tensorflow_text,
+# kind -> (module, class). WordPiece, SentencePiece and GPT-2 import tensorflow_text,
 # which costs a second, so they are imported only when asked for.
 _CLASSES = {
     "char": ("llm_tf.tokenizers.char", "CharTokenizer"),
     "byte": ("llm_tf.tokenizers.byte", "ByteTokenizer"),
     "wordpiece": ("llm_tf.tokenizers.wordpiece", "WordPieceTokenizer"),
     "sentencepiece": ("llm_tf.tokenizers.spm", "SentencePieceTokenizer"),
+    "gpt2": ("llm_tf.tokenizers.gpt2", "GPT2Tokenizer"),
 }
-assert tuple(_CLASSES) == TOKENIZERS, "config.TOKENIZERS and the tokenizer classes disagree"
+# What `load_tokenizer` reads: the kinds llm_tf learns (config.TOKENIZERS), then the ones
+# that come with published weights.
+KINDS = tuple(_CLASSES)
+assert KINDS[:len(TOKENIZERS)] == TOKENIZERS, "config.TOKENIZERS and the classes disagree"
 
 __all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "IGNORE_LABEL", "NUM_SPECIAL",
            "SPECIAL_TOKENS", "UNK_TEXT", "Tokenizer", "CharTokenizer", "ByteTokenizer",
-           "WordPieceTokenizer", "SentencePieceTokenizer",
+           "WordPieceTokenizer", "SentencePieceTokenizer", "GPT2Tokenizer", "KINDS",
            "tokenizer_class", "train_tokenizer", "load_tokenizer"]
 
 
 def tokenizer_class(kind: str) -> type[Tokenizer]:
     """The class for `kind`, or a `ValueError` naming `tokenizer` and listing the kinds."""
     if kind not in _CLASSES:
-        close = difflib.get_close_matches(str(kind), TOKENIZERS, n=1)
+        close = difflib.get_close_matches(str(kind), KINDS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown `tokenizer` kind {kind!r}.{hint} "
-                         f"Known kinds: {', '.join(TOKENIZERS)}. Received: tokenizer={kind!r}")
+                         f"Known kinds: {', '.join(KINDS)}. Received: tokenizer={kind!r}")
     module, name = _CLASSES[kind]
     return getattr(importlib.import_module(module), name)
 
@@ -76,7 +83,8 @@ def train_tokenizer(kind: str, text_source: Any, vocab_size: int | None = None,
     """Learns a tokenizer of `kind` from `text_source`.
 
     Args:
-        kind: "char", "byte", "wordpiece" or "sentencepiece".
+        kind: "char", "byte", "wordpiece" or "sentencepiece" (config.TOKENIZERS; "gpt2"
+            is read from a checkpoint, not learned: a `ValueError` says so).
         text_source: the text itself (a `str`, not a path), an
             `llm_tf.data.Corpus`, a `tf.data.Dataset` of strings, or an
             iterable of strings.
@@ -104,8 +112,11 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
     return tokenizer
 
 
+_LAZY = {"WordPieceTokenizer": "wordpiece", "SentencePieceTokenizer": "sentencepiece",
+         "GPT2Tokenizer": "gpt2"}
+
+
 def __getattr__(name: str):
-    if name in ("WordPieceTokenizer", "SentencePieceTokenizer"):
-        kind = "wordpiece" if name.startswith("Word") else "sentencepiece"
-        return tokenizer_class(kind)
+    if name in _LAZY:
+        return tokenizer_class(_LAZY[name])
     raise AttributeError(f"module 'llm_tf.tokenizers' has no attribute {name!r}")

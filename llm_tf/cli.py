@@ -4,6 +4,8 @@
     llm-tf generate  ...  -> llm_tf.commands.generate.main
     llm-tf export    ...  -> llm_tf.commands.export.main
     llm-tf evaluate  ...  -> llm_tf.commands.evaluate.main
+    llm-tf import-hf ...  -> llm_tf.commands.import_hf.main
+    llm-tf export-hf ...  -> llm_tf.commands.export_hf.main
 
 Every subcommand's `main(argv) -> int` returns 0 on success and 2 on bad input,
 after printing a one-line error (no traceback); see `llm_tf.commands.common`.
@@ -21,10 +23,14 @@ COMMANDS = {
     "generate": ("llm_tf.commands.generate", "generate text from a run directory or a SavedModel"),
     "export": ("llm_tf.commands.export", "export a run directory as a string-to-string SavedModel"),
     "evaluate": ("llm_tf.commands.evaluate", "score a run on held-out data (one JSON line)"),
+    "import-hf": ("llm_tf.commands.import_hf",
+                  "import a GPT-2-family Hugging Face checkpoint as a run directory"),
+    "export-hf": ("llm_tf.commands.export_hf",
+                  "export a run directory as a Hugging Face GPT-2 checkpoint"),
 }
 
 USAGE = "usage: llm-tf {" + ",".join(COMMANDS) + "} [options]   (llm-tf COMMAND --help)\n" + \
-    "\n".join(f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items())
+    "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items())
 
 
 def main(argv=None) -> int:

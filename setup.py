@@ -26,7 +26,7 @@ setup(
     extras_require={
         "test": ["pytest>=8.0", "nbmake>=1.5", "matplotlib>=3.8", "ipykernel>=6.0",
                  "ruff==0.17.6",
-                 "regex"],  # the pre-tokenizer of GPT-2's reference encoder.py (tests)
+                 "regex>=2023.0"],  # the pre-tokenizer of GPT-2's reference encoder.py (tests)
         "notebooks": ["jupyter", "matplotlib>=3.8", "ipykernel>=6.0"],
     },
     entry_points={"console_scripts": ["llm-tf=llm_tf.cli:main"]},

@@ -71,8 +71,8 @@ Load it with TensorFlow alone -- llm_tf and Keras are not needed:
     print(texts[0].numpy().decode("utf-8"))
 
 IMPORT tensorflow_text BEFORE LOADING when the tokenizer uses TF-Text ops
-(this export's tokenizer kind: "{kind}"; wordpiece and sentencepiece do, char
-and byte do not). Without it, loading fails with "Op type not registered".
+(this export's tokenizer kind: "{kind}"; wordpiece, sentencepiece and gpt2 do,
+char and byte do not). Without it, loading fails with "Op type not registered".
 
 Signatures (saved_model_cli show --dir DIR --all):
   generate / serving_default:

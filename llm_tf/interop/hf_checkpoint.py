@@ -78,19 +78,19 @@ def read_checkpoint(directory) -> Checkpoint:
         raise CheckpointError(
             f"the tokenizer in {str(directory)!r} has {tokenizer.vocab_size} entries but "
             f"{CONFIG_FILE} says vocab_size={config.vocab_size}; they must agree.")
-    with SafetensorsCheckpoint(directory) as tensors:
-        names = _match_names(tensors, config, directory)
-        model = TransformerLM(config)
-        model.build()
-        for mapping in fmt.tensor_mappings(config):
-            _assign(mapping.variables(model), mapping, tensors.read(names[mapping.name]))
-        if config.tie_embeddings and "lm_head.weight" in names:
-            # A tied checkpoint may still store the head; it must be the embedding.
-            head = tensors.read(names["lm_head.weight"])
-            if not np.array_equal(head, model.decoder.embedding.embeddings.numpy()):
-                raise CheckpointError(
-                    f"{str(directory)!r}: lm_head.weight differs from wte.weight although "
-                    "tie_word_embeddings is true.")
+    tensors = SafetensorsCheckpoint(directory)
+    names = _match_names(tensors, config, directory)
+    model = TransformerLM(config)
+    model.build()
+    for mapping in fmt.tensor_mappings(config):
+        _assign(mapping.variables(model), mapping, tensors.read(names[mapping.name]))
+    if config.tie_embeddings and "lm_head.weight" in names:
+        # A tied checkpoint may still store the head; it must be the embedding.
+        head = tensors.read(names["lm_head.weight"])
+        if not np.array_equal(head, model.decoder.embedding.embeddings.numpy()):
+            raise CheckpointError(
+                f"{str(directory)!r}: lm_head.weight differs from wte.weight although "
+                "tie_word_embeddings is true.")
     return Checkpoint(model, tokenizer, hf_config)
 
 

@@ -22,7 +22,6 @@ measured memory of both).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from safetensors import safe_open
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -42,13 +42,13 @@ class CheckpointError(ValueError):
     """A checkpoint directory that cannot be read as asked (one line, naming the file)."""
 
 
-class SafetensorsCheckpoint(contextlib.AbstractContextManager):
+class SafetensorsCheckpoint:
     """The tensors of a checkpoint directory, read lazily.
 
-        with SafetensorsCheckpoint(directory) as tensors:
-            tensors.names            # every tensor name, in file order
-            tensors.shape(name)      # tuple, from the header
-            tensors.read(name)       # float32 NumPy array: this tensor only
+        tensors = SafetensorsCheckpoint(directory)   # every header read and checked
+        tensors.names            # every tensor name, in file order
+        tensors.shape(name)      # tuple, from the header
+        tensors.read(name)       # float32 NumPy array: this tensor only
 
     Args:
         directory: holds `model.safetensors`, or `model.safetensors.index.json` and the
@@ -62,15 +62,10 @@ class SafetensorsCheckpoint(contextlib.AbstractContextManager):
 
     def __init__(self, directory):
         self.directory = Path(directory)
-        self._stack = contextlib.ExitStack()
-        self._handles = {}  # file -> safe_open handle
         self._where = {}  # tensor name -> file
-        try:
-            for path in self._files():
-                self._open(path)
-        except BaseException:
-            self._stack.close()
-            raise
+        self._shapes = {}  # tensor name -> shape
+        for path in self._files():
+            self._index(path)
 
     def _files(self) -> list[Path]:
         single, index = self.directory / SINGLE_FILE, self.directory / INDEX_FILE
@@ -90,32 +85,32 @@ class SafetensorsCheckpoint(contextlib.AbstractContextManager):
             f"{str(self.directory)!r} holds no {SINGLE_FILE} (nor {INDEX_FILE} and its "
             "shards); only safetensors weights are read (convert a pytorch_model.bin first).")
 
-    def _open(self, path: Path) -> None:
-        from safetensors import safe_open
-
+    def _index(self, path: Path) -> None:
+        """Reads `path`'s header: its names, shapes and dtypes, checked."""
         if not path.is_file():
             raise CheckpointError(f"{str(path)!r} is named by {INDEX_FILE} but does not exist.")
         try:
-            handle = self._stack.enter_context(safe_open(str(path), framework="np"))
-            names = list(handle.keys())
-            dtypes = {name: handle.get_slice(name).get_dtype() for name in names}
+            with safe_open(str(path), framework="np") as handle:
+                slices = {name: handle.get_slice(name) for name in handle.keys()}
+                headers = {name: (tuple(s.get_shape()), s.get_dtype())
+                           for name, s in slices.items()}
         except Exception as error:  # safetensors raises SafetensorError, an Exception
             raise CheckpointError(f"{str(path)!r} is not a readable safetensors file "
                                   f"({type(error).__name__}: {error}).") from None
-        for name in names:
+        for name, (shape, dtype) in headers.items():
             if name in self._where:
                 raise CheckpointError(f"tensor {name!r} is in both {str(self._where[name])!r} "
                                       f"and {str(path)!r}.")
-            if dtypes[name] not in FLOAT_DTYPES:
-                raise CheckpointError(f"{str(path)!r}: tensor {name!r} has dtype "
-                                      f"{dtypes[name]}; only {', '.join(FLOAT_DTYPES)} are read.")
+            if dtype not in FLOAT_DTYPES:
+                raise CheckpointError(f"{str(path)!r}: tensor {name!r} has dtype {dtype}; only "
+                                      f"{', '.join(FLOAT_DTYPES)} are read.")
             if self._weight_map is not None and self._weight_map.get(name) != path.name:
                 raise CheckpointError(f"{str(path)!r} holds {name!r}, which {INDEX_FILE} puts "
                                       f"in {self._weight_map.get(name)!r}.")
-            self._where[name] = path
-        self._handles[path] = handle
+            self._where[name], self._shapes[name] = path, shape
         if self._weight_map is not None:
-            absent = [n for n, f in self._weight_map.items() if f == path.name and n not in names]
+            absent = [n for n, f in self._weight_map.items()
+                      if f == path.name and n not in headers]
             if absent:
                 raise CheckpointError(f"{INDEX_FILE} puts {absent[0]!r} in {str(path)!r}, "
                                       "which does not hold it.")
@@ -125,18 +120,20 @@ class SafetensorsCheckpoint(contextlib.AbstractContextManager):
         return list(self._where)
 
     def shape(self, name: str) -> tuple:
-        return tuple(self._handles[self._where[name]].get_slice(name).get_shape())
+        return self._shapes[name]
 
     def read(self, name: str) -> np.ndarray:
-        """The tensor `name` as float32 (exact for F32/F16/BF16 data)."""
-        return self._handles[self._where[name]].get_tensor(name).astype(np.float32, copy=False)
+        """The tensor `name` as float32 (exact for F32/F16/BF16 data).
 
-    def close(self) -> None:
-        self._stack.close()
-
-    def __exit__(self, *exc_info):
-        self.close()
-        return None
+        The file is opened for this tensor alone: safetensors memory-maps it, and pages
+        of a mapping that stayed open would count in the process's resident memory until
+        the end (docs/interop.md measured +475 MB for GPT-2 small)."""
+        try:
+            with safe_open(str(self._where[name]), framework="np") as handle:
+                return handle.get_tensor(name).astype(np.float32, copy=False)
+        except Exception as error:
+            raise CheckpointError(f"{str(self._where[name])!r}: cannot read {name!r} "
+                                  f"({type(error).__name__}: {error}).") from None
 
 
 def write_safetensors(path, shapes: dict[str, Sequence[int]], array: Callable[[str], np.ndarray],

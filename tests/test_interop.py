@@ -268,6 +268,15 @@ def test_generate_command_reads_the_imported_run(imported, capsys):
     assert out.startswith("The value") and len(out.strip()) > len("The value")
 
 
+def test_evaluate_command_scores_the_imported_run(imported, tmp_path, capsys):
+    (tmp_path / "held_out.txt").write_text(builtin_text()[200_000:203_000])
+    code, out, err = run_cli(["evaluate", "--run", str(imported), "--data",
+                              str(tmp_path / "held_out.txt"), "--batch-size", "4"], capsys)
+    assert code == 0, err
+    scores = json.loads(out.strip().splitlines()[-1])
+    assert np.isfinite(scores["loss"]) and scores["tokens"] > 100
+
+
 FRESH_PROCESS = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
@@ -300,7 +309,7 @@ def test_imported_model_fine_tunes_then_exports(imported, tmp_path, capsys):
                         weight_decay=0.0)
     strategy = get_strategy()
     optimizer = make_optimizer(train, model.trainable_variables, model.config.d_model)
-    step = TrainStep(model, optimizer, strategy, clip_norm=1.0, pad_id=-1)
+    step = TrainStep(model, optimizer, strategy, clip_norm=1.0)
     iterator = iter(batches)
     losses = [float(step(iterator)["loss"]) for _ in range(train.steps)]
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
@@ -414,7 +423,9 @@ def test_bad_export_requests_are_one_line_errors(imported, tmp_path, capsys):
                                         norm_placement="post"))
     post_ln.build()
     saving.save_run(tmp_path / "post", post_ln, tokenizer)
-    cases = [(["export-hf", str(tmp_path / "post"), "--out", str(tmp_path / "x"),
+    cases = [(["import-hf", str(tmp_path)], "--run-dir"),
+             (["export-hf", str(imported)], "--out"),
+             (["export-hf", str(tmp_path / "post"), "--out", str(tmp_path / "x"),
                "--weights-only"], "norm_placement='post'"),
              (["export-hf", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")],
               "does not exist"),

@@ -12,15 +12,14 @@ kind needs `--weights-only` (docs/interop.md). Bad input: one line, exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from llm_tf.commands.common import run_main
+from llm_tf.commands.common import OneLineParser, run_main
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="llm-tf export-hf",
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        allow_abbrev=False, prog="llm-tf export-hf",
         description="Export a run directory as a Hugging Face GPT-2 checkpoint directory "
                     "(config.json, model.safetensors, vocab.json, merges.txt).")
     parser.add_argument("run_dir", help="run directory (config.json, tokenizer/, weights)")

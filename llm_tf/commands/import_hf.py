@@ -14,15 +14,14 @@ after the checkpoint has been read whole.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from llm_tf.commands.common import run_main
+from llm_tf.commands.common import OneLineParser, run_main
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="llm-tf import-hf",
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        allow_abbrev=False, prog="llm-tf import-hf",
         description="Import a GPT-2-architecture Hugging Face checkpoint (config.json, "
                     "model.safetensors, vocab.json + merges.txt or tokenizer.json) as a run "
                     "directory.")

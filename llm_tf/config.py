@@ -38,7 +38,11 @@ POSITION_ENCODINGS = ("learned", "sinusoidal", "rope")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 SCHEDULES = ("cosine", "noam", "constant")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Tokenizer kinds llm_tf learns from a corpus, and those that only come with published
+# weights (`llm-tf import-hf`); a DataConfig may name either, since a run that continues
+# training an imported model keeps its tokenizer.
 TOKENIZERS = ("char", "byte", "wordpiece", "sentencepiece")
+PRETRAINED_TOKENIZERS = ("gpt2",)
 # What a run trains its model to do (`RunConfig.task`, `llm_tf.rundir`): "lm" pre-trains a
 # decoder-only language model; the others are added by the modules that implement them.
 TASKS = ("lm",)
@@ -134,7 +138,8 @@ class DataConfig(_Config):
     Attributes:
         source: "builtin" (CPython's bundled documentation, offline everywhere),
             a file, directory or glob of UTF-8 text, or "tfds:NAME[:split]".
-        tokenizer: "char", "byte", "wordpiece" or "sentencepiece".
+        tokenizer: "char", "byte", "wordpiece" or "sentencepiece" (learned from the
+            data), or "gpt2" (GPT-2's BPE; only a run's own, from an imported checkpoint).
         vocab_size: target vocabulary for learned subword tokenizers
             (WordPiece, SentencePiece); char and byte ignore it.
         context_length: T, tokens per training window (must not exceed the
@@ -160,7 +165,7 @@ class DataConfig(_Config):
         require(isinstance(self.source, str) and self.source != "", "source", self.source,
                  "a non-empty string")
         require(isinstance(self.eval_source, str), "eval_source", self.eval_source, "a string")
-        check_choice("tokenizer", self.tokenizer, TOKENIZERS)
+        check_choice("tokenizer", self.tokenizer, TOKENIZERS + PRETRAINED_TOKENIZERS)
         for name in ("vocab_size", "context_length", "batch_size"):
             check_positive(name, getattr(self, name))
         require(is_number(self.val_fraction) and 0.0 < self.val_fraction < 1.0,

@@ -48,7 +48,7 @@ def _main(argv) -> int:
     c = model.config
     print(f"Imported {args.directory} into {run_dir}: GPT-2 with {c.num_layers} layers, "
           f"{c.num_heads} heads, d_model {c.d_model}, context {c.max_length}, vocabulary "
-          f"{c.vocab_size} ({model.count_params() / 1e6:.1f} M parameters). "
+          f"{c.vocab_size} ({model.count_params():,} parameters). "
           f"Try: llm-tf generate --run {run_dir} --prompt \"Hello\"")
     return 0
 

@@ -11,7 +11,7 @@ kind            vocabulary                  lossless?   applied with
 ==============  ==========================  ==========  ===================================
 (*) characters absent from the training corpus become UNK -> U+FFFD.
 (**) GPT-2's byte-level BPE, read from `vocab.json` + `merges.txt` (`llm-tf import-hf`);
-     not learned here, so `train_tokenizer` and `DataConfig.tokenizer` do not offer it.
+     not learned here: `train_tokenizer("gpt2", ...)` says so.
 
 Every tokenizer has `pad_id`, `unk_id`, `bos_id`, `eos_id` (PAD=0, UNK=1, BOS=2,
 EOS=3 for the kinds llm_tf learns; see `base.py`), `vocab_size`, `kind`,
@@ -31,7 +31,7 @@ import importlib
 import os
 from typing import Any
 
-from llm_tf.config import TOKENIZERS
+from llm_tf.config import PRETRAINED_TOKENIZERS, TOKENIZERS
 from llm_tf.tokenizers.base import (
     BOS_ID,
     EOS_ID,
@@ -56,10 +56,10 @@ _CLASSES = {
     "sentencepiece": ("llm_tf.tokenizers.spm", "SentencePieceTokenizer"),
     "gpt2": ("llm_tf.tokenizers.gpt2", "GPT2Tokenizer"),
 }
-# What `load_tokenizer` reads: the kinds llm_tf learns (config.TOKENIZERS), then the ones
-# that come with published weights.
-KINDS = tuple(_CLASSES)
-assert KINDS[:len(TOKENIZERS)] == TOKENIZERS, "config.TOKENIZERS and the classes disagree"
+# What `load_tokenizer` reads: the kinds llm_tf learns, then the ones that come with
+# published weights.
+KINDS = TOKENIZERS + PRETRAINED_TOKENIZERS
+assert tuple(_CLASSES) == KINDS, "config's tokenizer kinds and the classes disagree"
 
 __all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "IGNORE_LABEL", "NUM_SPECIAL",
            "SPECIAL_TOKENS", "UNK_TEXT", "Tokenizer", "CharTokenizer", "ByteTokenizer",

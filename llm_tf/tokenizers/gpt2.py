@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -83,12 +84,13 @@ def bytes_to_unicode() -> dict[int, str]:
     return table
 
 
+_BYTE_OF = {c: bytes([b]) for b, c in bytes_to_unicode().items()}
+
+
 def symbol_bytes(symbol: str) -> bytes:
     """The bytes a vocabulary entry stands for ("Ġworld" -> b" world"). Characters outside
     the byte table (none in GPT-2's vocabulary) stand for their own UTF-8."""
-    byte_of = {c: b for b, c in bytes_to_unicode().items()}
-    return b"".join(bytes([byte_of[c]]) if c in byte_of else c.encode("utf-8")
-                    for c in symbol)
+    return b"".join(_BYTE_OF.get(c) or c.encode("utf-8") for c in symbol)
 
 
 class GPT2Tokenizer(Tokenizer):
@@ -96,7 +98,8 @@ class GPT2Tokenizer(Tokenizer):
 
     Args:
         vocab: {symbol string: id}; the ids must be exactly 0 .. V-1, and every byte's
-            symbol must be present.
+            symbol must be present. Kept as `tokenizer.vocab` (read-only) and
+            `tokenizer.merges` (a tuple), for saving.
         merges: the (left, right) pairs in rank order (first = merged first); each
             part and each merged string must be in `vocab`.
         end_of_text: the vocabulary entry that is BOS, EOS and PAD.
@@ -115,8 +118,10 @@ class GPT2Tokenizer(Tokenizer):
         special = vocab[end_of_text]
         super().__init__(len(vocab), name=name, pad_id=special, unk_id=None, bos_id=special,
                          eos_id=special)
-        self.vocab = vocab
-        self.merges = merges
+        # Read-only views: a tf.Module would wrap a dict or list of 50k entries into
+        # trackable containers (a second of work, for nothing it needs to save).
+        self.vocab = types.MappingProxyType(vocab)
+        self.merges = tuple(merges)
         self.end_of_text = end_of_text
         size = len(vocab)
         byte_table = bytes_to_unicode()

@@ -4,6 +4,7 @@
     llm-tf generate  ...  -> llm_tf.commands.generate.main
     llm-tf export    ...  -> llm_tf.commands.export.main
     llm-tf evaluate  ...  -> llm_tf.commands.evaluate.main
+    llm-tf prepare   ...  -> llm_tf.commands.prepare.main
 
 Every subcommand's `main(argv) -> int` returns 0 on success and 2 on bad input,
 after printing a one-line error (no traceback); see `llm_tf.commands.common`.
@@ -21,6 +22,7 @@ COMMANDS = {
     "generate": ("llm_tf.commands.generate", "generate text from a run directory or a SavedModel"),
     "export": ("llm_tf.commands.export", "export a run directory as a string-to-string SavedModel"),
     "evaluate": ("llm_tf.commands.evaluate", "score a run on held-out data (one JSON line)"),
+    "prepare": ("llm_tf.commands.prepare", "tokenize a corpus once into shards for `train --data`"),
 }
 
 USAGE = "usage: llm-tf {" + ",".join(COMMANDS) + "} [options]   (llm-tf COMMAND --help)\n" + \
@@ -38,7 +40,8 @@ def main(argv=None) -> int:
     if command not in COMMANDS:
         print(f"llm-tf: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         return 2
-    if command != "train":  # these load TensorFlow with their module; `train` validates first
+    # These load TensorFlow with their module; `train` and `prepare` validate first.
+    if command not in ("train", "prepare"):
         import_tensorflow()
     module = importlib.import_module(COMMANDS[command][0])
     return module.main(argv)

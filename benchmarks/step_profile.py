@@ -142,11 +142,14 @@ def main():
     args = parser.parse_args()
     preset = get_preset(args.preset)
     B = args.batch_size or preset.data.batch_size
+    threading = tf.config.threading
     print(f"{args.preset}, B={B}, T={preset.data.context_length}, {args.precision}; load "
-          f"{os.getloadavg()[0]:.1f}; TF threads intra {tf.config.threading.get_intra_op_parallelism_threads()}"
-          f" inter {tf.config.threading.get_inter_op_parallelism_threads()} (0 = all cores)")
+          f"{os.getloadavg()[0]:.1f}; TF threads intra "
+          f"{threading.get_intra_op_parallelism_threads()} inter "
+          f"{threading.get_inter_op_parallelism_threads()} (0 = all cores)")
     dtype = tf.float32 if args.precision == "float32" else tf.bfloat16
-    print(f"  matmuls only: {matmul_floor(preset.model, B, preset.data.context_length, dtype, args.repeats):.1f} ms")
+    floor = matmul_floor(preset.model, B, preset.data.context_length, dtype, args.repeats)
+    print(f"  matmuls only: {floor:.1f} ms")
     for jit in {"off": [False], "on": [True], "both": [False, True]}[args.jit]:
         for name, ms in profile(args, jit).items():
             print(f"  XLA {'on ' if jit else 'off'} {name}: {ms:.1f} ms", flush=True)

@@ -12,23 +12,23 @@ without a tokenizer) prints one line and exits with code 2.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import sys
 import time
 
-from llm_tf.commands.common import UsageError, import_tensorflow, quiet_tensorflow, run_main
+from llm_tf.commands.common import (
+    OneLineParser,
+    UsageError,
+    import_tensorflow,
+    quiet_tensorflow,
+    run_main,
+)
 from llm_tf.config import TOKENIZERS
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="llm-tf prepare", allow_abbrev=False,
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="llm-tf prepare", allow_abbrev=False,
                      description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True,
                         help="corpus: 'builtin', a file/directory/glob, 'tfds:NAME'")

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -52,7 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from llm_tf.data.corpus import Corpus, DataError
-from llm_tf.data.lm import LMData, stride_windows, token_chunks, whole_split_batches
+from llm_tf.data.lm import LMData, stride_windows, whole_split_batches
 
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
@@ -60,6 +61,8 @@ FORMAT = "llm_tf.prepared"
 VERSION = 1
 RECORD_TOKENS = 1 << 16          # tokens per read (128 KiB of uint16)
 DEFAULT_SHARDS = 16
+MIN_PIECE_TOKENS = 1024          # shards smaller than this are not worth a file
+DEFAULT_PIECE_TOKENS = 1 << 24   # shard size when the corpus's size is unknown (TFDS)
 DEFAULT_CYCLE_LENGTH = 4         # training shards read at the same time
 DEFAULT_SHUFFLE_BUFFER = 10_000  # windows
 AUTOTUNE = tf.data.AUTOTUNE
@@ -192,16 +195,19 @@ class _ShardWriter:
         return self.pieces
 
 
-def _estimate_tokens(corpus: Corpus, tokenizer, sample_batches: int = 4) -> float:
-    """Tokens in the corpus, from the tokens per byte of its first few line batches."""
-    sizes = getattr(corpus, "files", None)
-    total_bytes = sum(tf.io.gfile.stat(f).length for f in sizes) if sizes else None
+def _estimate_tokens(corpus: Corpus, tokenizer, sample_batches: int = 4) -> Optional[float]:
+    """Tokens in the corpus, from the tokens per byte of its first few line batches; None
+    when the corpus's size is unknown (TFDS)."""
+    if getattr(corpus, "files", None):
+        total_bytes = sum(tf.io.gfile.stat(f).length for f in corpus.files)
+    elif isinstance(getattr(corpus, "text", None), str):
+        total_bytes = len(corpus.text.encode("utf-8"))
+    else:
+        return None
     sample_bytes = sample_tokens = 0
     for batch in corpus.line_batches().take(sample_batches):
         sample_bytes += int(tf.reduce_sum(tf.strings.length(batch)))
         sample_tokens += int(tf.size(tokenizer.encode(batch).flat_values))
-    if total_bytes is None:  # an in-memory or TFDS corpus: no size to scale
-        return float(sample_tokens)
     return sample_tokens / max(sample_bytes, 1) * total_bytes
 
 
@@ -239,7 +245,8 @@ def prepare(corpus: Corpus, tokenizer, out_dir: str, *, val_fraction: float = 0.
     tf.io.gfile.makedirs(out_dir)
     dtype = "uint16" if tokenizer.vocab_size <= 1 << 16 else "uint32"
     estimate = _estimate_tokens(corpus, tokenizer)
-    piece_tokens = max(RECORD_TOKENS, int(estimate * (1 - val_fraction) / shards) + 1)
+    piece_tokens = DEFAULT_PIECE_TOKENS if estimate is None else \
+        max(MIN_PIECE_TOKENS, int(estimate * (1 - val_fraction) / shards) + 1)
     writer = _ShardWriter(out_dir, dtype, piece_tokens)
 
     batches = corpus.line_batches(lines_per_batch)
@@ -407,6 +414,7 @@ class PreparedCorpus:
         `header_bytes`)."""
         dtype = tf.uint16 if self.manifest.dtype == "uint16" else tf.uint32
         size = self.itemsize
+        tokens = tf.cast(tokens, tf.int64)
         full = tokens // RECORD_TOKENS
         tail = tokens - full * RECORD_TOKENS
         records = tf.data.FixedLengthRecordDataset(
@@ -449,38 +457,75 @@ class PreparedCorpus:
             num_parallel_calls=AUTOTUNE if cycle_length > 1 else None, deterministic=True)
         return windows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
-    def lm_data(self, data_config, *, start_step: int = 0, epochs: Optional[int] = None,
-                input_context=None, pad_id: int = 0, cycle_length: int = DEFAULT_CYCLE_LENGTH,
-                shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> LMData:
-        """`LMData` from the shards: what `build_lm_data` gives for text, without reading it.
+    def train_batches(self, data_config, *, start_step: int = 0, epochs: Optional[int] = None,
+                      input_context=None, cycle_length: int = DEFAULT_CYCLE_LENGTH,
+                      shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> tf.data.Dataset:
+        """Training batches `(x, y)` int32 for one input pipeline, from batch `start_step`.
 
         Args:
-            data_config: context_length T, batch_size B (global), seed; `source` and
-                `val_fraction` are the directory's (the split was made by prepare).
-            start_step: the training dataset starts at this batch of the uninterrupted
-                run (exact resume; replayed through the pipeline without the model).
+            data_config: context_length T, batch_size B (global), seed.
+            start_step: the dataset starts at this batch of the uninterrupted run (exact
+                resume; replayed through the pipeline without the model).
+            epochs: passes over the training shards; None repeats forever.
             input_context: a `tf.distribute.InputContext` (from
-                `distribute_datasets_from_function`): this pipeline reads its share of
-                the shards and makes per-replica batches of B / replicas windows.
+                `distribute_datasets_from_function`): this pipeline reads its share of the
+                shards and makes per-replica batches of B / replicas windows.
         """
+        B = data_config.batch_size
+        per_replica = input_context.get_per_replica_batch_size(B) if input_context else B
+        train = self.train_windows(data_config.context_length, data_config.seed, input_context,
+                                   cycle_length, shuffle_buffer).repeat(epochs)
+        # Each pipeline's batch k is its share of global batch k: skip its own windows.
+        return train.skip(start_step * per_replica).batch(
+            per_replica, drop_remainder=True).prefetch(AUTOTUNE)
+
+    def val_batches(self, data_config, pad_id: int = 0) -> tf.data.Dataset:
+        """The whole validation split, every token after the first a target once (global
+        batches; every worker reads them all and the strategy splits them)."""
+        val = whole_split_batches(self.split_chunks("val"), self.num_val_tokens,
+                                  data_config.context_length, data_config.batch_size, pad_id)
+        options = tf.data.Options()  # one validation shard is not a file per worker
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        return val.with_options(options).prefetch(AUTOTUNE)
+
+    def lm_data(self, data_config, *, start_step: int = 0, epochs: Optional[int] = None,
+                pad_id: int = 0, **reading) -> LMData:
+        """`LMData` from the shards (one input pipeline): what `build_lm_data` gives for text,
+        without reading any text. `reading`: `cycle_length`, `shuffle_buffer`."""
         T, B = data_config.context_length, data_config.batch_size
-        per_pipeline = (input_context.get_per_replica_batch_size(B) if input_context else B)
-        train = self.train_windows(T, data_config.seed, input_context, cycle_length,
-                                   shuffle_buffer).repeat(epochs)
-        # A pipeline's batch k holds its share of global batch k: skip its windows alone.
-        train = train.skip(start_step * per_pipeline).batch(per_pipeline, drop_remainder=True)
-        n_val = self.num_val_tokens
-        val = whole_split_batches(self.split_chunks("val"), n_val, T, B, pad_id)
         train_windows = sum(max(0, (s.tokens - 1) // T) for s in self.manifest.train)
-        val_windows = max(0, (n_val - 1) // T)
+        val_windows = max(0, (self.num_val_tokens - 1) // T)
         if val_windows < B or train_windows < B:
             raise DataError(f"The prepared directory {self.path!r} is too small for batches of "
                             f"{B} windows of {T + 1} tokens: {train_windows} training and "
                             f"{val_windows} validation windows.")
-        return LMData(train=train.prefetch(AUTOTUNE), val=val.prefetch(AUTOTUNE),
-                      num_train_tokens=self.num_train_tokens, num_val_tokens=n_val,
-                      train_windows=train_windows, val_batches=-(-(-(-(n_val - 1) // T)) // B),
+        return LMData(train=self.train_batches(data_config, start_step=start_step,
+                                               epochs=epochs, **reading),
+                      val=self.val_batches(data_config, pad_id),
+                      num_train_tokens=self.num_train_tokens,
+                      num_val_tokens=self.num_val_tokens, train_windows=train_windows,
+                      val_batches=math.ceil(math.ceil((self.num_val_tokens - 1) / T) / B),
                       streaming=True)
+
+
+def open_data(source: str):
+    """A `PreparedCorpus` if `source` is a prepared directory, else `load_corpus(source)`.
+
+    A directory that holds shards or a tokenizer but no manifest is refused (an interrupted
+    `llm-tf prepare`), rather than read as text.
+    """
+    from llm_tf.data.corpora import load_corpus
+    if isinstance(source, str) and "://" not in source and os.path.isdir(source):
+        names = os.listdir(source)
+        if MANIFEST_FILE not in names and (TOKENIZER_DIR in names or any(
+                n.endswith((".bin", ".bin.tmp")) for n in names)):
+            raise DataError(f"{source!r} is not a prepared directory: it has shards or a "
+                            f"tokenizer but no {MANIFEST_FILE} (an interrupted `llm-tf "
+                            "prepare`?); prepare it again.")
+    if isinstance(source, str) and is_prepared(source):
+        return PreparedCorpus(source)
+    return load_corpus(source)
 
 
 def remove_partial(out_dir: str) -> None:

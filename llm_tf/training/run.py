@@ -147,7 +147,8 @@ def run_job(job: Job, run_dir: RunDir, *, resume: bool = False,
                                    mixed_float16=precision == "mixed_float16")
         train_step = TrainStep(model, optimizer, strategy, clip_norm=train_config.clip_norm,
                                jit_compile=train_config.jit_compile,
-                               label_smoothing=job.label_smoothing)
+                               label_smoothing=job.label_smoothing,
+                               accumulate=train_config.accumulate)
         checkpoints = Checkpoints(run_dir.checkpoint_dir, model, optimizer,
                                   train_step.step, keep=train_config.keep_checkpoints,
                                   chief=chief)
@@ -233,6 +234,7 @@ def lm_job(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
     `data_config.eval_source`)."""
     model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
     B, T = data_config.batch_size, data_config.context_length
+    accumulate = train_config.accumulate
 
     def build_model(dtype):
         model = TransformerLM(model_config, dtype=dtype)
@@ -240,19 +242,21 @@ def lm_job(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
         return model
 
     def build_data(start_step):
+        start_step *= accumulate  # batches read before this step: `accumulate` per update
         if isinstance(corpus, PreparedCorpus):
             data = corpus.lm_data(data_config, start_step=start_step, pad_id=tokenizer.pad_id)
             return JobData(
                 lambda context: corpus.train_batches(data_config, start_step=start_step,
                                                      input_context=context),
-                data.val, tokens_per_step=B * T, description=(
+                data.val, tokens_per_step=B * T * accumulate, description=(
                     f"{data.num_train_tokens:,} training / {data.num_val_tokens:,} validation "
                     f"tokens in {len(corpus.manifest.train)} + {len(corpus.manifest.val)} "
-                    f"shards, batch {B}x{T}"))
+                    f"shards, batch {B}x{T}" + (f" x {accumulate} micro-batches"
+                                                if accumulate > 1 else "")))
         data = build_lm_data(data_config, tokenizer, corpus=corpus, start_step=start_step)
-        return JobData(data.train, data.val, tokens_per_step=B * T, description=(
+        return JobData(data.train, data.val, tokens_per_step=B * T * accumulate, description=(
             f"{data.num_train_tokens:,} training / {data.num_val_tokens:,} validation tokens, "
-            f"batch {B}x{T}"))
+            f"batch {B}x{T}" + (f" x {accumulate} micro-batches" if accumulate > 1 else "")))
 
     return Job(config=RunConfig(model_config, data_config, train_config, task=task),
                tokenizer=tokenizer, build_model=build_model, build_data=build_data,

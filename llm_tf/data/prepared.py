@@ -66,6 +66,7 @@ DEFAULT_PIECE_TOKENS = 1 << 24   # shard size when the corpus's size is unknown 
 DEFAULT_CYCLE_LENGTH = 4         # training shards read at the same time
 DEFAULT_SHUFFLE_BUFFER = 10_000  # windows
 AUTOTUNE = tf.data.AUTOTUNE
+_COPY_BLOCK = 1 << 24            # bytes per read when a piece is cut in two
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,15 +299,22 @@ def _split_pieces(out_dir, pieces, n_train, dtype):
             train.append(_rename(out_dir, path, f"train-{len(train):05d}.bin", piece))
         elif start >= n_train:
             val.append(_rename(out_dir, path, f"val-{len(val):05d}.bin", piece))
-        else:
-            with tf.io.gfile.GFile(path, "rb") as f:
-                data = f.read()
+        else:  # copied in blocks: memory stays bounded whatever the shard size
             cut = (n_train - start) * itemsize
-            for part, name, into in ((data[:cut], f"train-{len(train):05d}.bin", train),
-                                     (data[cut:], f"val-{len(val):05d}.bin", val)):
-                with tf.io.gfile.GFile(_join(out_dir, name), "wb") as f:
-                    f.write(part)
-                into.append(Shard(name, len(part) // itemsize, hashlib.sha256(part).hexdigest()))
+            with tf.io.gfile.GFile(path, "rb") as source:
+                for size, name, into in ((cut, f"train-{len(train):05d}.bin", train),
+                                         (None, f"val-{len(val):05d}.bin", val)):
+                    digest, written = hashlib.sha256(), 0
+                    with tf.io.gfile.GFile(_join(out_dir, name), "wb") as f:
+                        while size is None or written < size:
+                            block = source.read(_COPY_BLOCK if size is None
+                                                else min(_COPY_BLOCK, size - written))
+                            if not block:
+                                break
+                            f.write(block)
+                            digest.update(block)
+                            written += len(block)
+                    into.append(Shard(name, written // itemsize, digest.hexdigest()))
             tf.io.gfile.remove(path)
     return train, val
 

@@ -148,7 +148,8 @@ def run_job(job: Job, run_dir: RunDir, *, resume: bool = False,
         train_step = TrainStep(model, optimizer, strategy, clip_norm=train_config.clip_norm,
                                jit_compile=train_config.jit_compile,
                                label_smoothing=job.label_smoothing,
-                               accumulate=train_config.accumulate)
+                               accumulate=train_config.accumulate,
+                               recompute=train_config.recompute)
         checkpoints = Checkpoints(run_dir.checkpoint_dir, model, optimizer,
                                   train_step.step, keep=train_config.keep_checkpoints,
                                   chief=chief)

@@ -58,6 +58,8 @@ class TrainStep:
         jit_compile: compile the per-replica step with XLA.
         label_smoothing: ε of the loss (`losses.token_loss_sum`); labels < 0 carry no loss.
         accumulate: micro-batches (read from the iterator) per optimizer update.
+        recompute: recompute each block's activations in the backward pass (the model's
+            stack must support it: `TransformerLM.decoder.recompute`).
 
     Attributes:
         step: int64 variable, optimizer updates made (saved in checkpoints).
@@ -68,9 +70,15 @@ class TrainStep:
     """
 
     def __init__(self, model, optimizer, strategy, clip_norm=1.0, jit_compile=False,
-                 label_smoothing=0.0, accumulate=1):
+                 label_smoothing=0.0, accumulate=1, recompute=False):
         if not isinstance(accumulate, int) or accumulate < 1:
             raise ValueError(f"`accumulate` must be a positive integer. Received: {accumulate!r}")
+        if recompute:
+            stack = getattr(model, "decoder", None)
+            if not hasattr(stack, "recompute"):
+                raise ValueError("`recompute`=True needs a model whose `decoder` stack can "
+                                 f"recompute its blocks. Received: {type(model).__name__}")
+            stack.recompute = True
         self.accumulate = accumulate
         self.model = model
         self.optimizer = optimizer

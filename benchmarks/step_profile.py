@@ -117,11 +117,9 @@ def profile(args, jit):
             "forward+backward": timed(lambda: float(forward_backward(x, y)[0]), args.repeats)}
     batches = iter(dataset)
     rows["step (one per call)"] = timed(lambda: float(step(batches)["loss"]), args.repeats)
-    if hasattr(step, "steps_per_call"):
-        for k in args.k:
-            multi = step.steps_per_call(k)
-            rows[f"{k} steps per call (per step)"] = timed(
-                lambda: float(multi(batches)["loss"]), max(3, args.repeats // k)) / k
+    for k in args.k:
+        rows[f"{k} steps per call (per step)"] = timed(
+            lambda k=k: step.run(batches, k)["losses"].numpy(), max(3, args.repeats // k)) / k
     if args.trace and jit:
         tf.profiler.experimental.start(args.trace)
         for _ in range(5):

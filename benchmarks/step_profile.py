@@ -125,7 +125,36 @@ def profile(args, jit):
         for _ in range(5):
             float(step(batches)["loss"])
         tf.profiler.experimental.stop()
+        summarize_trace(args.trace, steps=5)
     return rows
+
+
+def summarize_trace(directory, steps, top=15):
+    """Prints the ms per step of the busiest op kinds in a tf.profiler trace (its xplane.pb),
+    summed over the compute threads (no TensorBoard plugin needed)."""
+    import collections
+    import glob
+    import re
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    space = xplane_pb2.XSpace()
+    with open(sorted(glob.glob(f"{directory}/**/*.xplane.pb", recursive=True))[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    wrappers = ("ThunkExecutor", "SlinkyThreadPool", "ExecutorState", "CpuExecutable",
+                "BlockUntilReady")
+    totals = collections.Counter()
+    for plane in space.planes:
+        names = {k: v.name for k, v in plane.event_metadata.items()}
+        for line in plane.lines:
+            if "Eigen" not in line.name and "tf_Compute" not in line.name:
+                continue
+            for event in line.events:
+                name = names.get(event.metadata_id, "?")
+                if not name.startswith(wrappers):
+                    totals[re.sub(r"([._]\d+)+$", "", name)] += event.duration_ps / 1e9 / steps
+    print(f"  trace ({directory}), ms per step by op kind:")
+    for name, ms in totals.most_common(top):
+        print(f"    {ms:7.2f}  {name}")
 
 
 def main():

@@ -4,6 +4,7 @@
     llm-tf generate  ...  -> llm_tf.commands.generate.main
     llm-tf export    ...  -> llm_tf.commands.export.main
     llm-tf evaluate  ...  -> llm_tf.commands.evaluate.main
+    llm-tf prepare   ...  -> llm_tf.commands.prepare.main
     llm-tf import-hf ...  -> llm_tf.commands.import_hf.main
     llm-tf export-hf ...  -> llm_tf.commands.export_hf.main
 
@@ -23,6 +24,7 @@ COMMANDS = {
     "generate": ("llm_tf.commands.generate", "generate text from a run directory or a SavedModel"),
     "export": ("llm_tf.commands.export", "export a run directory as a string-to-string SavedModel"),
     "evaluate": ("llm_tf.commands.evaluate", "score a run on held-out data (one JSON line)"),
+    "prepare": ("llm_tf.commands.prepare", "tokenize a corpus once into shards for `train --data`"),
     "import-hf": ("llm_tf.commands.import_hf",
                   "import a GPT-2-family Hugging Face checkpoint as a run directory"),
     "export-hf": ("llm_tf.commands.export_hf",
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
     if command not in COMMANDS:
         print(f"llm-tf: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         return 2
-    if command != "train":  # these load TensorFlow with their module; `train` validates first
+    # These load TensorFlow with their module; `train` and `prepare` validate first.
+    if command not in ("train", "prepare"):
         import_tensorflow()
     module = importlib.import_module(COMMANDS[command][0])
     return module.main(argv)

@@ -197,6 +197,15 @@ class TrainConfig(_Config):
         seed: seed for initialisation and dropout.
         precision: "float32", "mixed_bfloat16" or "mixed_float16".
         jit_compile: compile the train step with XLA.
+        accumulate: micro-batches per optimizer step (gradient accumulation): each step
+            reads `accumulate` batches of `batch_size` and makes one update, equal to one
+            batch `accumulate` times larger (the loss is divided by the tokens of all of
+            them, over every replica).
+        steps_per_call: optimizer steps per compiled call, at most up to the next log or
+            evaluation (Keras' `steps_per_execution`): Python and the host wait for the
+            losses once per call, not once per step; NaN is still detected at every step.
+        recompute: recompute each block's activations in the backward pass instead of
+            keeping them (`tf.recompute_grad`): less memory, about a third more compute.
     """
 
     steps: int = 2000
@@ -217,9 +226,13 @@ class TrainConfig(_Config):
     seed: int = 1337
     precision: str = "float32"
     jit_compile: bool = False
+    accumulate: int = 1
+    steps_per_call: int = 100
+    recompute: bool = False
 
     def __post_init__(self):
-        for name in ("steps", "log_interval", "eval_interval", "keep_checkpoints"):
+        for name in ("steps", "log_interval", "eval_interval", "keep_checkpoints", "accumulate",
+                     "steps_per_call"):
             check_positive(name, getattr(self, name))
         for name in ("warmup_steps", "eval_batches", "sample_length", "seed"):
             check_non_negative(name, getattr(self, name))

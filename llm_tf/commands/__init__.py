@@ -3,6 +3,7 @@
     train      llm_tf/commands/train.py      pre-train a language model
     generate   llm_tf/commands/generate.py   text from a run directory or a SavedModel
     export     llm_tf/commands/export.py     a run directory as a SavedModel
+    prepare    llm_tf/commands/prepare.py    a corpus tokenized once into shards
 
 A command is where the library's parts meet: it parses and checks the command
 line (before TensorFlow loads, where it can), builds the run directory once, and

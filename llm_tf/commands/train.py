@@ -21,6 +21,7 @@ exported as a SavedModel (`llm_tf.export`) and generates from that export.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -48,8 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", help=f"model + data + training settings: "
                         f"{', '.join(PRESETS)} (default {DEFAULT_PRESET})")
-    parser.add_argument("--data", help="corpus: 'builtin', a file/directory/glob, 'tfds:NAME'")
+    parser.add_argument("--data", help="corpus: 'builtin', a file/directory/glob, 'tfds:NAME', "
+                        "or a directory made by `llm-tf prepare`")
     parser.add_argument("--tokenizer", help="char, byte, wordpiece or sentencepiece")
+    parser.add_argument("--tokenizer-from", metavar="DIR",
+                        help="use the tokenizer of this run (or prepared) directory; with a "
+                             "prepared --data it must be the one the data was made with")
     parser.add_argument("--run-dir", help="run directory (default runs/PRESET-TIMESTAMP)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     parser.add_argument("--overwrite", action="store_true",
@@ -85,7 +90,7 @@ def resolve(args, overrides: dict[str, str], saved=None) -> dict:
         named["jit_compile"] = str(args.jit_compile).lower()
     configs = apply_overrides(configs, {**named, **overrides}, extra_names=(
         "preset", "run_dir", "resume", "overwrite", "jit_compile", "strategy", "tpu",
-        "no_sample", "no_export", "data", "stop_at"))
+        "no_sample", "no_export", "data", "stop_at", "tokenizer_from"))
     if configs["data"].context_length > configs["model"].max_length:
         raise UsageError(f"`context_length`={configs['data'].context_length} is longer than the "
                          f"model's `max_length`={configs['model'].max_length}: raise "
@@ -101,6 +106,12 @@ def _main(argv) -> int:
         raise UsageError("--resume needs --run-dir (the run to continue).")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; pick one.")
+    if args.tokenizer_from and not os.path.isfile(
+            os.path.join(args.tokenizer_from, "tokenizer", "tokenizer.json")):
+        raise UsageError(f"--tokenizer-from {args.tokenizer_from!r} holds no tokenizer/ "
+                         "(give a run directory or a prepared directory).")
+    if args.tokenizer_from and args.resume:
+        raise UsageError("--resume keeps the run's own tokenizer; drop --tokenizer-from.")
     path = args.run_dir or f"{DEFAULT_RUNS_DIR}/{args.preset or DEFAULT_PRESET}-" \
                            f"{time.strftime('%Y%m%d-%H%M%S')}"
     # The run directory, checked once, before TensorFlow starts: bad input fails fast. Only
@@ -120,11 +131,16 @@ def _main(argv) -> int:
     from llm_tf.training.loop import TrainingDiverged
     from llm_tf.training.run import train
     strategy = get_strategy(args.strategy, tpu=args.tpu)
+    tokenizer = None
+    if args.tokenizer_from:
+        from llm_tf.tokenizers import load_tokenizer
+        tokenizer = load_tokenizer(os.path.join(args.tokenizer_from, "tokenizer"))
     sampler = None if args.no_sample else training_sampler(configs["train"].sample_length,
                                                            configs["train"].seed)
     try:
         run = train(configs["model"], configs["data"], configs["train"], run_dir,
-                    resume=args.resume, strategy=strategy, sampler=sampler, stop_at=args.stop_at)
+                    resume=args.resume, strategy=strategy, sampler=sampler, stop_at=args.stop_at,
+                    tokenizer=tokenizer)
     except TrainingDiverged as error:
         print(f"llm-tf: training diverged: {error}", file=sys.stderr)
         return 1

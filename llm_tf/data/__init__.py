@@ -4,6 +4,8 @@
 * `build_lm_data(data_config, tokenizer)` — `LMData`: `train` and `val` datasets of
   `(x, y)` int32 (B, T) batches for a decoder-only language model, and their sizes.
 * `evaluation_batches(corpus, tokenizer, T, B)` — a whole text as validation batches.
+* `prepare(corpus, tokenizer, out_dir)` — the corpus tokenized once into shards;
+  `open_data(source)` opens such a directory (`PreparedCorpus`) or else the corpus.
 * `make_seq2seq_dataset(pairs, source_tokenizer, target_tokenizer, ...)` —
   `((source, target_in), target_out)` batches for the encoder-decoder model.
 """
@@ -17,10 +19,12 @@ from llm_tf.data.lm import (
     stride_windows,
     token_chunks,
 )
+from llm_tf.data.prepared import PreparedCorpus, open_data, prepare
 from llm_tf.data.seq2seq import make_seq2seq_dataset
 from llm_tf.data.tfds_source import TfdsCorpus, network_available
 
 __all__ = ["BUILTIN", "Corpus", "DataError", "DataFileNotFoundError", "FileCorpus",
+           "PreparedCorpus", "open_data", "prepare",
            "TextCorpus", "TfdsCorpus", "builtin_text", "load_corpus", "network_available",
            "LMData", "build_lm_data", "evaluation_batches", "stride_windows", "token_chunks",
            "make_seq2seq_dataset"]

@@ -95,6 +95,9 @@ class TransformerStack(keras.layers.Layer):
                         name=f"block_{i}", dtype=self.dtype_policy, **(block_options or {}))
             for i in range(num_layers)]
         # Post-LN blocks already end in a LayerNorm; pre-LN ones need a last one.
+        # Set by a trainer (`TrainStep(recompute=True)`), not part of the architecture: each
+        # block's activations are recomputed in the backward pass (`tf.recompute_grad`).
+        self._recompute = False
         self.final_norm = (keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, center=use_bias, name="final_norm",
             dtype=self.dtype_policy) if norm_placement == "pre" else None)
@@ -136,9 +139,26 @@ class TransformerStack(keras.layers.Layer):
         padding_mask = self._masks(token_ids, padding_mask)
         x = self.embedding(token_ids, positions=positions, training=training)  # (B, T, D)
         for block in self.blocks:
-            x = block(x, padding_mask=padding_mask, positions=positions, training=training,
-                      **context)  # (B, T, D)
+            def run(h, block=block):
+                return block(h, padding_mask=padding_mask, positions=positions,
+                             training=training, **context)  # (B, T, D)
+            x = tf.recompute_grad(run)(x) if self._recompute and training else run(x)
         return self._normalize_output(x)
+
+    @property
+    def recompute(self) -> bool:
+        """Whether training recomputes each block's activations in the backward pass (less
+        memory for about a third more compute). Needs dropout 0: the recomputed forward
+        pass would draw other dropout masks."""
+        return self._recompute
+
+    @recompute.setter
+    def recompute(self, value: bool):
+        if value and self.dropout_rate > 0:
+            raise ValueError("Recomputing activations (`recompute`) needs dropout 0: the "
+                             "recomputed pass would draw other dropout masks. Received: "
+                             f"dropout={self.dropout_rate}")
+        self._recompute = bool(value)
 
     def call_with_cache(self, token_ids, cache, cache_index, padding_mask=None, positions=None,
                         **context):

@@ -1,8 +1,9 @@
 """The training loop: a plain `while` over steps, readable top to bottom.
 
     while step < steps:
-        metrics = train_step(batches)          # one update (tf.function, maybe distributed)
-        stop if the loss is NaN or Inf         # the last checkpoint stays the last good one
+        n = steps to the next log, evaluation or pause (at most `steps_per_call`; 1 at first)
+        metrics = train_step.run(batches, n)   # n updates in one compiled call
+        stop if a loss is NaN or Inf           # the last checkpoint stays the last good one
         log every `log_interval` steps         # loss, learning rate, tokens/s, ms/step
         every `eval_interval` steps and at the end:
             evaluate on the validation split, record, checkpoint, print a sample
@@ -59,6 +60,10 @@ def _diverged(which, loss, step, checkpoints) -> TrainingDiverged:
         + "lower --learning_rate or raise --warmup_steps, then --resume.")
 
 
+def _next_multiple(step: int, interval: int) -> int:
+    return (step // interval + 1) * interval
+
+
 def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
              evaluate: Optional[Callable[[], tuple]] = None, checkpoints=None, reporter=None,
              sample: Optional[Callable[[int], str]] = None,
@@ -66,10 +71,11 @@ def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
     """Trains from `train_step.step` up to `train.steps` (or `stop_at`, if sooner).
 
     Args:
-        train_step: a `TrainStep` (callable on `batches`, returning its metrics; has `.step`).
+        train_step: a `TrainStep` (`run(batches, n)` makes n updates and returns their
+            losses; has `.step`).
         batches: the (distributed) iterator of training batches, positioned at
             the current step.
-        train: cadence (`steps`, `log_interval`, `eval_interval`).
+        train: cadence (`steps`, `log_interval`, `eval_interval`, `steps_per_call`).
         tokens_per_step: tokens in one global batch (B · T), for tokens/s.
         evaluate: () -> {"val_loss": ..., "val_perplexity": ..., task metrics...}, or None.
         checkpoints: a `Checkpoints`, or None to save nothing.
@@ -91,22 +97,28 @@ def run_loop(train_step, batches, train: TrainConfig, tokens_per_step: int,
     log_time, log_steps = 0.0, 0
     last_step = train.steps if stop_at is None else min(stop_at, train.steps)
     while step < last_step:
+        # Up to the next step that logs, evaluates or pauses: the host reads the losses there.
+        boundary = min(last_step, _next_multiple(step, train.log_interval),
+                       _next_multiple(step, train.eval_interval))
+        n = 1 if step == start_step else min(train.steps_per_call, boundary - step)
         started = time.perf_counter()
-        metrics = train_step(batches)
-        loss = float(metrics["loss"])  # waits for the step: also what the NaN check needs
+        metrics = train_step.run(batches, n)
+        losses = [float(v) for v in metrics["losses"].numpy()]  # waits for the n steps
         seconds = time.perf_counter() - started
-        step += 1
-        if not math.isfinite(loss):
-            raise _diverged("training", loss, step, checkpoints)
-        window_losses.append(loss)
+        for i, loss in enumerate(losses):  # NaN is detected at the step it happened
+            if not math.isfinite(loss):
+                raise _diverged("training", loss, step + i + 1, checkpoints)
+        step += n
+        loss = losses[-1]
+        window_losses += losses
         if step == start_step + 1:  # tracing and compiling: not part of the throughput
             if reporter:
                 reporter.print(f"step {step}: compiled and ran the first step in {seconds:.1f} s")
         else:
             train_time += seconds
-            timed_steps += 1
+            timed_steps += n
             log_time += seconds
-            log_steps += 1
+            log_steps += n
         log = step % train.log_interval == 0 or step == last_step
         if reporter and log_steps and (log or reporter.tty):
             reporter.progress(step, loss, float(metrics["learning_rate"]),

@@ -26,7 +26,8 @@ import tensorflow as tf
 
 from llm_tf import weights
 from llm_tf.config import DataConfig, ModelConfig, TrainConfig, differences, format_differences
-from llm_tf.data import build_lm_data, load_corpus
+from llm_tf.data import build_lm_data
+from llm_tf.data.prepared import PreparedCorpus, open_data
 from llm_tf.models import TransformerLM
 from llm_tf.rundir import RunConfig, RunDir
 from llm_tf.tokenizers import load_tokenizer, train_tokenizer
@@ -47,13 +48,15 @@ class JobData:
 
     Attributes:
         train: a dataset of global batches `(x, y)`, positioned at the start step
-            (x: whatever the model takes; y: labels, `IGNORE_LABEL` where none).
+            (x: whatever the model takes; y: labels, `IGNORE_LABEL` where none) — or a
+            function `tf.distribute.InputContext -> dataset` of per-replica batches, for
+            data each worker reads a share of (`distribute_datasets_from_function`).
         val: validation batches of the same form, or None.
         tokens_per_step: labelled-or-not positions in one global batch (for tokens/s).
         description: what the header line says of the data ("N training tokens, ...").
     """
 
-    train: tf.data.Dataset
+    train: tf.data.Dataset | Callable[[tf.distribute.InputContext], tf.data.Dataset]
     val: Optional[tf.data.Dataset]
     tokens_per_step: int
     description: str
@@ -144,7 +147,9 @@ def run_job(job: Job, run_dir: RunDir, *, resume: bool = False,
                                    mixed_float16=precision == "mixed_float16")
         train_step = TrainStep(model, optimizer, strategy, clip_norm=train_config.clip_norm,
                                jit_compile=train_config.jit_compile,
-                               label_smoothing=job.label_smoothing)
+                               label_smoothing=job.label_smoothing,
+                               accumulate=train_config.accumulate,
+                               recompute=train_config.recompute)
         checkpoints = Checkpoints(run_dir.checkpoint_dir, model, optimizer,
                                   train_step.step, keep=train_config.keep_checkpoints,
                                   chief=chief)
@@ -153,7 +158,8 @@ def run_job(job: Job, run_dir: RunDir, *, resume: bool = False,
         drop_metrics_after(run_dir.metrics_file, start_step)
 
     data = job.build_data(start_step)
-    batches = iter(strategy.experimental_distribute_dataset(data.train))
+    batches = iter(strategy.distribute_datasets_from_function(data.train) if callable(data.train)
+                   else strategy.experimental_distribute_dataset(data.train))
     evaluate = None
     if data.val is not None:
         # `eval_batches` > 0 trades exactness for speed on big validation splits.
@@ -224,10 +230,12 @@ def learn_tokenizer(data: DataConfig, corpus):
 def lm_job(model_config: ModelConfig, data_config: DataConfig, train_config: TrainConfig,
            tokenizer, corpus, sampler: Optional[SamplerFactory] = None,
            task: str = "lm") -> Job:
-    """The `Job` of a decoder-only language model on `corpus`: windows of `context_length`
-    tokens, validation on the held-out tail (or `data_config.eval_source`)."""
+    """The `Job` of a decoder-only language model on `corpus` (text, or a `PreparedCorpus`):
+    windows of `context_length` tokens, validation on the held-out tail (or
+    `data_config.eval_source`)."""
     model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
     B, T = data_config.batch_size, data_config.context_length
+    accumulate = train_config.accumulate
 
     def build_model(dtype):
         model = TransformerLM(model_config, dtype=dtype)
@@ -235,10 +243,21 @@ def lm_job(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
         return model
 
     def build_data(start_step):
+        start_step *= accumulate  # batches read before this step: `accumulate` per update
+        if isinstance(corpus, PreparedCorpus):
+            data = corpus.lm_data(data_config, start_step=start_step, pad_id=tokenizer.pad_id)
+            return JobData(
+                lambda context: corpus.train_batches(data_config, start_step=start_step,
+                                                     input_context=context),
+                data.val, tokens_per_step=B * T * accumulate, description=(
+                    f"{data.num_train_tokens:,} training / {data.num_val_tokens:,} validation "
+                    f"tokens in {len(corpus.manifest.train)} + {len(corpus.manifest.val)} "
+                    f"shards, batch {B}x{T}" + (f" x {accumulate} micro-batches"
+                                                if accumulate > 1 else "")))
         data = build_lm_data(data_config, tokenizer, corpus=corpus, start_step=start_step)
-        return JobData(data.train, data.val, tokens_per_step=B * T, description=(
+        return JobData(data.train, data.val, tokens_per_step=B * T * accumulate, description=(
             f"{data.num_train_tokens:,} training / {data.num_val_tokens:,} validation tokens, "
-            f"batch {B}x{T}"))
+            f"batch {B}x{T}" + (f" x {accumulate} micro-batches" if accumulate > 1 else "")))
 
     return Job(config=RunConfig(model_config, data_config, train_config, task=task),
                tokenizer=tokenizer, build_model=build_model, build_data=build_data,
@@ -249,7 +268,7 @@ def train(model_config: ModelConfig, data_config: DataConfig, train_config: Trai
           run_dir, *, resume: bool = False, overwrite: bool = False,
           strategy: Optional[tf.distribute.Strategy] = None, corpus=None, stream=None,
           tty: Optional[bool] = None, sampler: Optional[SamplerFactory] = None,
-          stop_at: Optional[int] = None) -> TrainRun:
+          stop_at: Optional[int] = None, tokenizer=None) -> TrainRun:
     """Pre-trains a `TransformerLM` and leaves a complete run directory behind.
 
     Args:
@@ -260,13 +279,16 @@ def train(model_config: ModelConfig, data_config: DataConfig, train_config: Trai
         resume: continue the run in `run_dir` from its latest checkpoint.
         overwrite: start again in a `run_dir` that holds a run.
         strategy: a `tf.distribute.Strategy`; default `get_strategy()`.
-        corpus: an `llm_tf.data.Corpus` to use instead of `data_config.source`.
+        corpus: an `llm_tf.data.Corpus` (or `PreparedCorpus`) to use instead of
+            `data_config.source`, which may name a prepared directory (`llm-tf prepare`).
         stream: where progress is printed (default stdout).
         tty: force the progress bar on or off.
         sampler: `sampler(model, tokenizer)` -> `sample(step)` -> text printed after
             each evaluation (`llm_tf.generation.training_sampler` is nanoGPT's);
             None prints none.
         stop_at: pause after this step (checkpointed; continue with `resume=True`).
+        tokenizer: use this tokenizer instead of learning one (a new run); with prepared
+            data it must be the one the directory was made with.
 
     Returns:
         a `TrainRun`.
@@ -274,10 +296,22 @@ def train(model_config: ModelConfig, data_config: DataConfig, train_config: Trai
     strategy = strategy or get_strategy()
     check_fit(model_config, data_config)
     run_dir = open_run_dir(run_dir, strategy, model_config, resume, overwrite)
-    # The tokenizer: the run's own when resuming, else learned from the corpus.
-    corpus = corpus or load_corpus(data_config.source)
-    tokenizer = (load_tokenizer(run_dir.tokenizer_dir) if resume
-                 else learn_tokenizer(data_config, corpus))
+    corpus = corpus or open_data(data_config.source)
+    # The tokenizer: the run's own when resuming, else the one given, else the prepared
+    # directory's, else learned from the corpus.
+    given = "the run's tokenizer" if resume else "the tokenizer given (--tokenizer-from)"
+    if resume:
+        tokenizer = load_tokenizer(run_dir.tokenizer_dir)
+    if isinstance(corpus, PreparedCorpus):
+        if tokenizer is None:
+            tokenizer = corpus.load_tokenizer()
+        else:
+            corpus.check_tokenizer(tokenizer, given)
+        # The split and the tokenizer were made by `llm-tf prepare`: record them as they are.
+        data_config = data_config.replace(tokenizer=tokenizer.kind,
+                                          val_fraction=corpus.manifest.val_fraction)
+    elif tokenizer is None:
+        tokenizer = learn_tokenizer(data_config, corpus)
     job = lm_job(model_config, data_config, train_config, tokenizer, corpus, sampler)
     return run_job(job, run_dir, resume=resume, strategy=strategy, stream=stream, tty=tty,
                    stop_at=stop_at)

@@ -14,6 +14,15 @@ so the gradients cross the wire once. Any other Keras optimizer gets g / R, whic
 turns back into g (exactly for R = 2^k), at the price of a second all-reduce.
 With one replica (the default strategy) the all-reduces are identities.
 
+Gradient accumulation (`accumulate=N`): a step reads N micro-batches, counts the labelled
+tokens of all of them on every replica first, then sums the N micro-batches' gradients of
+Σ token losses / that global count — one batch N times larger, exactly (up to rounding),
+in the memory of one micro-batch. Then all-reduce, clip and apply once.
+
+Several steps per call (`run(iterator, n)`): a `tf.while_loop` of n steps inside one
+`tf.function` (Keras' `steps_per_execution`), returning the n losses; Python and the
+host sync once per call instead of once per step.
+
 Mixed float16: the loss is multiplied by the `LossScaleOptimizer`'s scale, so
 the gradients are too; clipping them at `clip_norm × scale` equals clipping the
 unscaled ones at `clip_norm`, and the optimizer unscales (or skips the step and
@@ -48,6 +57,9 @@ class TrainStep:
         clip_norm: global gradient-norm clip; 0 disables it.
         jit_compile: compile the per-replica step with XLA.
         label_smoothing: ε of the loss (`losses.token_loss_sum`); labels < 0 carry no loss.
+        accumulate: micro-batches (read from the iterator) per optimizer update.
+        recompute: recompute each block's activations in the backward pass (the model's
+            stack must support it: `TransformerLM.decoder.recompute`).
 
     Attributes:
         step: int64 variable, optimizer updates made (saved in checkpoints).
@@ -58,7 +70,16 @@ class TrainStep:
     """
 
     def __init__(self, model, optimizer, strategy, clip_norm=1.0, jit_compile=False,
-                 label_smoothing=0.0):
+                 label_smoothing=0.0, accumulate=1, recompute=False):
+        if not isinstance(accumulate, int) or accumulate < 1:
+            raise ValueError(f"`accumulate` must be a positive integer. Received: {accumulate!r}")
+        if recompute:
+            stack = getattr(model, "decoder", None)
+            if not hasattr(stack, "recompute"):
+                raise ValueError("`recompute`=True needs a model whose `decoder` stack can "
+                                 f"recompute its blocks. Received: {type(model).__name__}")
+            stack.recompute = True
+        self.accumulate = accumulate
         self.model = model
         self.optimizer = optimizer
         self.strategy = strategy
@@ -79,6 +100,7 @@ class TrainStep:
         self._replica_step = tf.function(self._replica_step_fn,
                                          jit_compile=jit_compile and replicas == 1)
         self._call = tf.function(self._distributed_step)
+        self._run = tf.function(self._distributed_steps)
 
     def _compute_gradients(self, x, y, global_count):
         variables = self.model.trainable_variables
@@ -90,13 +112,30 @@ class TrainStep:
         gradients = [_dense(g) for g in tape.gradient(scaled, variables)]
         return loss, gradients
 
+    def _accumulated_gradients(self, xs, ys, global_count):
+        """Σ over the micro-batches xs[i], ys[i] of their gradients (a while loop: one
+        micro-batch's activations alive at a time)."""
+        variables = self.model.trainable_variables
+
+        def body(i, loss, gradients):
+            micro_loss, micro_gradients = self._gradients(xs[i], ys[i], global_count)
+            return i + 1, loss + micro_loss, [g + m for g, m in zip(gradients, micro_gradients)]
+
+        zeros = [tf.zeros(v.shape, v.dtype) for v in variables]
+        _, loss, gradients = tf.while_loop(lambda i, *_: i < self.accumulate, body,
+                                           (tf.constant(0), tf.constant(0.0), zeros))
+        return loss, gradients
+
     def _replica_step_fn(self, x, y):
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
         count = tf.reduce_sum(tf.cast(labelled(y), tf.float32))
         if replicas > 1:
             count = context.all_reduce(SUM, count)
-        loss, gradients = self._gradients(x, y, tf.maximum(count, 1.0))
+        if self.accumulate == 1:
+            loss, gradients = self._gradients(x, y, tf.maximum(count, 1.0))
+        else:  # x, y: (N, B, T), the micro-batches stacked
+            loss, gradients = self._accumulated_gradients(x, y, tf.maximum(count, 1.0))
         if replicas > 1:
             gradients = context.all_reduce(SUM, gradients)
         scale = (tf.cast(self.optimizer.dynamic_scale, tf.float32) if self.loss_scaled
@@ -113,7 +152,12 @@ class TrainStep:
         return loss, norm / scale, learning_rate
 
     def _distributed_step(self, iterator):
-        x, y = next(iterator)
+        if self.accumulate == 1:
+            x, y = next(iterator)
+        else:
+            micro = [next(iterator) for _ in range(self.accumulate)]
+            x, y = self.strategy.run(lambda *m: (tf.stack(m[0::2]), tf.stack(m[1::2])),
+                                     args=tuple(t for pair in micro for t in pair))
         loss, norm, learning_rate = self.strategy.run(self._replica_step, args=(x, y))
         self.step.assign_add(1)
         mean = tf.distribute.ReduceOp.MEAN  # of values equal on every replica
@@ -121,8 +165,22 @@ class TrainStep:
                 "grad_norm": self.strategy.reduce(mean, norm, axis=None),
                 "learning_rate": self.strategy.reduce(mean, learning_rate, axis=None)}
 
+    def _distributed_steps(self, iterator, n):
+        losses = tf.TensorArray(tf.float32, size=n)
+        metrics = {"loss": tf.constant(0.0), "grad_norm": tf.constant(0.0),
+                   "learning_rate": tf.constant(0.0)}
+        for i in tf.range(n):
+            metrics = self._distributed_step(iterator)
+            losses = losses.write(i, metrics["loss"])
+        return {**metrics, "losses": losses.stack()}
+
     def __call__(self, iterator):
+        """One optimizer step."""
         return self._call(iterator)
+
+    def run(self, iterator, n: int):
+        """`n` optimizer steps in one call: the last step's metrics, and "losses" (n,)."""
+        return self._run(iterator, tf.constant(n, tf.int32))
 
 
 class EvalStep:

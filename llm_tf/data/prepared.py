@@ -1,0 +1,542 @@
+"""A corpus tokenized once into shards: written by `llm-tf prepare`, read by `llm-tf train`.
+
+nanoGPT's `prepare.py` writes `train.bin`/`val.bin` once and training reads token ids,
+never text; BERT and Model Garden pre-train from many shards read in parallel. A
+*prepared directory* is that, for any filesystem `tf.io.gfile` knows (local, `gs://`,
+`ram://`):
+
+    DIR/
+      manifest.json                      what is here (below); written last
+      tokenizer/                         the tokenizer's files (`Tokenizer.save`)
+      train-00000.bin ... train-0000N.bin   the training split, in corpus order
+      val-00000.bin ...                     the validation split, in corpus order
+
+A shard is a raw little-endian array of token ids (`uint16` when the vocabulary fits,
+else `uint32`): no framing, so `tf.data.FixedLengthRecordDataset` reads it in fixed
+records at disk speed and `numpy.fromfile` reads it too. Measured against TFRecord
+(docs/benchmarks.md): a TFRecord of the same ids is ~25% larger and needs a parse per
+record; raw arrays need neither, and their size says how many tokens they hold, so a
+truncated shard is caught when the directory is opened.
+
+`manifest.json`: format and version, the token dtype, the tokenizer (kind, vocabulary
+size, fingerprint = SHA-256 of its saved files), the source, `val_fraction`, the token
+counts of each split, and per shard its file name, token count and SHA-256.
+
+The split is nanoGPT's and `build_lm_data`'s: the last `val_fraction` of the token
+stream is validation. Prepare writes the stream once, into pieces of a size chosen from
+an estimate of the total, and at the end cuts the one piece that holds the split point
+in two; nothing is tokenized twice.
+
+Reading (`PreparedCorpus.lm_data`): the training shards in an order reshuffled every
+epoch (the same order on every worker, then `shard`ed by the `tf.distribute` input
+context, so workers read disjoint shards), `cycle_length` shards at a time interleaved
+in parallel, each cut into windows of T+1 tokens every T tokens (as the streamed text
+path does), a seeded shuffle buffer of windows, batches. With one training shard this
+is exactly the streamed path's sequence of batches for the same seed. Windows do not
+cross shard boundaries (less than one window per boundary is unused). Evaluation reads
+the validation shards only, in order, every token once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from llm_tf.data.corpus import Corpus, DataError
+from llm_tf.data.lm import LMData, stride_windows, whole_split_batches
+
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_DIR = "tokenizer"
+FORMAT = "llm_tf.prepared"
+VERSION = 1
+RECORD_TOKENS = 1 << 16          # tokens per read (128 KiB of uint16)
+DEFAULT_SHARDS = 16
+MIN_PIECE_TOKENS = 1024          # shards smaller than this are not worth a file
+DEFAULT_PIECE_TOKENS = 1 << 24   # shard size when the corpus's size is unknown (TFDS)
+DEFAULT_CYCLE_LENGTH = 4         # training shards read at the same time
+DEFAULT_SHUFFLE_BUFFER = 10_000  # windows
+AUTOTUNE = tf.data.AUTOTUNE
+_COPY_BLOCK = 1 << 24            # bytes per read when a piece is cut in two
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """One file of token ids: its name inside the directory, token count and SHA-256."""
+
+    file: str
+    tokens: int
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """The contents of `manifest.json` (see the module docstring)."""
+
+    dtype: str
+    tokenizer: dict
+    source: str
+    val_fraction: float
+    train: tuple
+    val: tuple
+    seconds: float = 0.0
+
+    @property
+    def num_train_tokens(self) -> int:
+        return sum(s.tokens for s in self.train)
+
+    @property
+    def num_val_tokens(self) -> int:
+        return sum(s.tokens for s in self.val)
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "dtype": self.dtype,
+                "tokenizer": self.tokenizer, "source": self.source,
+                "val_fraction": self.val_fraction,
+                "num_train_tokens": self.num_train_tokens,
+                "num_val_tokens": self.num_val_tokens, "seconds": round(self.seconds, 2),
+                "shards": {"train": [dataclasses.asdict(s) for s in self.train],
+                           "val": [dataclasses.asdict(s) for s in self.val]}}
+
+    @classmethod
+    def from_dict(cls, values: dict, where: str) -> "Manifest":
+        try:
+            if values.get("format") != FORMAT or values.get("version") != VERSION:
+                raise ValueError(f"format {values.get('format')!r} version "
+                                 f"{values.get('version')!r}, expected {FORMAT!r} {VERSION}")
+            shards = {split: tuple(Shard(str(s["file"]), int(s["tokens"]), str(s["sha256"]))
+                                   for s in values["shards"][split])
+                      for split in ("train", "val")}
+            manifest = cls(dtype=str(values["dtype"]), tokenizer=dict(values["tokenizer"]),
+                           source=str(values["source"]),
+                           val_fraction=float(values["val_fraction"]), seconds=float(
+                               values.get("seconds", 0.0)), **shards)
+            if manifest.dtype not in ("uint16", "uint32"):
+                raise ValueError(f"dtype {manifest.dtype!r}")
+            if not manifest.train or not manifest.val:
+                raise ValueError("no training or no validation shard")
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise DataError(f"{where} is not a valid llm_tf manifest ({error}).") from None
+        return manifest
+
+
+# --- the tokenizer's identity ----------------------------------------------------------------
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """SHA-256 of the files `tokenizer.save` writes: equal iff the two tokenizers are one."""
+    with tempfile.TemporaryDirectory() as directory:
+        tokenizer.save(directory)
+        digest = hashlib.sha256()
+        for name in sorted(os.listdir(directory)):
+            digest.update(name.encode() + b"\0")
+            with open(os.path.join(directory, name), "rb") as f:
+                digest.update(f.read())
+        return digest.hexdigest()
+
+
+def _copy_tree(source: str, destination: str) -> None:
+    """Copies a flat directory of files through tf.io.gfile (any filesystem to any)."""
+    tf.io.gfile.makedirs(destination)
+    for name in tf.io.gfile.listdir(source):
+        tf.io.gfile.copy(_join(source, name), _join(destination, name), overwrite=True)
+
+
+def _join(directory: str, name: str) -> str:
+    return directory.rstrip("/") + "/" + name if "://" in directory else \
+        os.path.join(directory, name)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+class _ShardWriter:
+    """Writes consecutive pieces of the token stream, each `piece_tokens` long (the last
+    shorter), hashing as it goes."""
+
+    def __init__(self, directory, dtype, piece_tokens):
+        self.directory, self.dtype, self.piece_tokens = directory, dtype, piece_tokens
+        self.pieces: list[Shard] = []
+        self._file = None
+
+    def _open(self):
+        name = f"piece-{len(self.pieces):05d}.bin.tmp"
+        self._file = tf.io.gfile.GFile(_join(self.directory, name), "wb")
+        self._hash, self._count, self._name = hashlib.sha256(), 0, name
+
+    def _close(self):
+        self._file.close()
+        self.pieces.append(Shard(self._name, self._count, self._hash.hexdigest()))
+        self._file = None
+
+    def write(self, ids: np.ndarray) -> None:
+        ids = ids.astype(self.dtype, copy=False)
+        while ids.size:
+            if self._file is None:
+                self._open()
+            take = min(ids.size, self.piece_tokens - self._count)
+            data = ids[:take].tobytes()
+            self._file.write(data)
+            self._hash.update(data)
+            self._count += take
+            ids = ids[take:]
+            if self._count == self.piece_tokens:
+                self._close()
+
+    def finish(self) -> list[Shard]:
+        if self._file is not None:
+            self._close()
+        return self.pieces
+
+
+def _estimate_tokens(corpus: Corpus, tokenizer, sample_batches: int = 4) -> Optional[float]:
+    """Tokens in the corpus, from the tokens per byte of its first few line batches; None
+    when the corpus's size is unknown (TFDS)."""
+    if getattr(corpus, "files", None):
+        total_bytes = sum(tf.io.gfile.stat(f).length for f in corpus.files)
+    elif isinstance(getattr(corpus, "text", None), str):
+        total_bytes = len(corpus.text.encode("utf-8"))
+    else:
+        return None
+    sample_bytes = sample_tokens = 0
+    for batch in corpus.line_batches().take(sample_batches):
+        sample_bytes += int(tf.reduce_sum(tf.strings.length(batch)))
+        sample_tokens += int(tf.size(tokenizer.encode(batch).flat_values))
+    return sample_tokens / max(sample_bytes, 1) * total_bytes
+
+
+def prepare(corpus: Corpus, tokenizer, out_dir: str, *, val_fraction: float = 0.1,
+            shards: int = DEFAULT_SHARDS, workers: Optional[int] = None,
+            lines_per_batch: int = 4096, progress=None) -> Manifest:
+    """Tokenizes `corpus` once into a prepared directory `out_dir` (see the module docstring).
+
+    Args:
+        corpus: the text (`llm_tf.data.load_corpus`).
+        tokenizer: an `llm_tf.tokenizers.Tokenizer` (learned, or a run's).
+        out_dir: a new or empty directory, local or any `tf.io.gfile` filesystem.
+        val_fraction: the share of the token stream (at its end) held out for validation.
+        shards: about this many training shards (their size is fixed from an estimate of
+            the token count made on the first lines; at least one).
+        workers: tokenizer calls running in parallel (tf.data `num_parallel_calls`);
+            default: as many as tf.data's autotuner picks.
+        lines_per_batch: lines per tokenizer call (memory is bounded by a few of these).
+        progress: optional callable(tokens_so_far, seconds) called every few seconds.
+
+    Returns:
+        the `Manifest`, also written to `out_dir/manifest.json` (last, so that a
+        directory with a manifest is complete).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"`val_fraction` must be in (0, 1). Received: {val_fraction!r}")
+    if not isinstance(shards, int) or shards < 1:
+        raise DataError(f"`shards` must be a positive integer. Received: shards={shards!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise DataError(f"`workers` must be a positive integer. Received: workers={workers!r}")
+    if tf.io.gfile.exists(out_dir) and tf.io.gfile.listdir(out_dir):
+        raise DataError(f"The output directory {out_dir!r} is not empty: choose a new one.")
+    started = time.perf_counter()
+    corpus.validate()
+    tf.io.gfile.makedirs(out_dir)
+    dtype = "uint16" if tokenizer.vocab_size <= 1 << 16 else "uint32"
+    estimate = _estimate_tokens(corpus, tokenizer)
+    piece_tokens = DEFAULT_PIECE_TOKENS if estimate is None else \
+        max(MIN_PIECE_TOKENS, int(estimate * (1 - val_fraction) / shards) + 1)
+    writer = _ShardWriter(out_dir, dtype, piece_tokens)
+
+    batches = corpus.line_batches(lines_per_batch)
+    chunks = batches.map(lambda batch: tokenizer.encode(batch).flat_values,  # (n,) int32
+                         num_parallel_calls=workers or AUTOTUNE, deterministic=True)
+    last_report = time.perf_counter()
+    total = 0
+    for chunk in chunks.prefetch(2).as_numpy_iterator():
+        writer.write(chunk)
+        total += chunk.size
+        if progress and time.perf_counter() - last_report > 5:
+            progress(total, time.perf_counter() - started)
+            last_report = time.perf_counter()
+    pieces = writer.finish()
+    n_train = int(total * (1 - val_fraction))  # nanoGPT: int(n * 0.9)
+    if n_train < 2 or total - n_train < 2:
+        for piece in pieces:
+            tf.io.gfile.remove(_join(out_dir, piece.file))
+        raise DataError(f"The corpus {corpus.source!r} has {total} tokens: too few to split "
+                        f"into training and validation (val_fraction={val_fraction}).")
+    train, val = _split_pieces(out_dir, pieces, n_train, dtype)
+
+    tokenizer_dir = _join(out_dir, TOKENIZER_DIR)
+    with tempfile.TemporaryDirectory() as local:
+        tokenizer.save(local)
+        _copy_tree(local, tokenizer_dir)
+    manifest = Manifest(dtype=dtype, tokenizer={"kind": tokenizer.kind,
+                                                "vocab_size": tokenizer.vocab_size,
+                                                "fingerprint": tokenizer_fingerprint(tokenizer)},
+                        source=corpus.source, val_fraction=val_fraction, train=tuple(train),
+                        val=tuple(val), seconds=time.perf_counter() - started)
+    with tf.io.gfile.GFile(_join(out_dir, MANIFEST_FILE + ".tmp"), "w") as f:
+        f.write(json.dumps(manifest.to_dict(), indent=1) + "\n")
+    tf.io.gfile.rename(_join(out_dir, MANIFEST_FILE + ".tmp"), _join(out_dir, MANIFEST_FILE),
+                       overwrite=True)
+    return manifest
+
+
+def _split_pieces(out_dir, pieces, n_train, dtype):
+    """Renames the pieces into train-*/val-* shards, cutting the one that holds token
+    `n_train` in two (the only bytes written twice)."""
+    train, val, seen = [], [], 0
+    itemsize = np.dtype(dtype).itemsize
+    for piece in pieces:
+        path = _join(out_dir, piece.file)
+        start, end = seen, seen + piece.tokens
+        seen = end
+        if end <= n_train:
+            train.append(_rename(out_dir, path, f"train-{len(train):05d}.bin", piece))
+        elif start >= n_train:
+            val.append(_rename(out_dir, path, f"val-{len(val):05d}.bin", piece))
+        else:  # copied in blocks: memory stays bounded whatever the shard size
+            cut = (n_train - start) * itemsize
+            with tf.io.gfile.GFile(path, "rb") as source:
+                for size, name, into in ((cut, f"train-{len(train):05d}.bin", train),
+                                         (None, f"val-{len(val):05d}.bin", val)):
+                    digest, written = hashlib.sha256(), 0
+                    with tf.io.gfile.GFile(_join(out_dir, name), "wb") as f:
+                        while size is None or written < size:
+                            block = source.read(_COPY_BLOCK if size is None
+                                                else min(_COPY_BLOCK, size - written))
+                            if not block:
+                                break
+                            f.write(block)
+                            digest.update(block)
+                            written += len(block)
+                    into.append(Shard(name, written // itemsize, digest.hexdigest()))
+            tf.io.gfile.remove(path)
+    return train, val
+
+
+def _rename(out_dir, path, name, piece):
+    tf.io.gfile.rename(path, _join(out_dir, name), overwrite=True)
+    return dataclasses.replace(piece, file=name)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def is_prepared(path: str) -> bool:
+    """Whether `path` is a directory holding a `manifest.json` (no further checks)."""
+    try:
+        return tf.io.gfile.isdir(path) and tf.io.gfile.exists(_join(path, MANIFEST_FILE))
+    except tf.errors.OpError:
+        return False
+
+
+class PreparedCorpus:
+    """An opened prepared directory: its manifest, checked against the files on disk.
+
+    `PreparedCorpus(path)` reads `manifest.json` and checks that every shard exists with
+    the size its token count implies (a truncated or missing shard is a `DataError`
+    naming it); `verify()` also checks the SHA-256 of every shard (reads everything).
+    """
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+        manifest_path = _join(self.path, MANIFEST_FILE)
+        if not tf.io.gfile.isdir(self.path):
+            raise DataError(f"{self.path!r} is not a directory (a prepared directory is made "
+                            "by `llm-tf prepare`).")
+        if not tf.io.gfile.exists(manifest_path):
+            raise DataError(f"{self.path!r} is not a prepared directory: it has no "
+                            f"{MANIFEST_FILE} (make one with `llm-tf prepare --out DIR`).")
+        try:
+            with tf.io.gfile.GFile(manifest_path, "r") as f:
+                values = json.loads(f.read())
+        except ValueError as error:
+            raise DataError(f"{manifest_path!r} is not valid JSON ({error}).") from None
+        self.manifest = Manifest.from_dict(values, repr(manifest_path))
+        self.itemsize = np.dtype(self.manifest.dtype).itemsize
+        for shard in self.manifest.train + self.manifest.val:
+            path = self.shard_path(shard)
+            expected = shard.tokens * self.itemsize
+            if not tf.io.gfile.exists(path):
+                raise DataError(f"The shard {path!r} named in {manifest_path!r} is missing.")
+            found = tf.io.gfile.stat(path).length
+            if found != expected:
+                raise DataError(f"The shard {path!r} has {found} bytes, but the manifest says "
+                                f"{shard.tokens} tokens ({expected} bytes): truncated or "
+                                "replaced; prepare the directory again.")
+
+    def shard_path(self, shard: Shard) -> str:
+        return _join(self.path, shard.file)
+
+    @property
+    def source(self) -> str:
+        return self.path
+
+    @property
+    def num_train_tokens(self) -> int:
+        return self.manifest.num_train_tokens
+
+    @property
+    def num_val_tokens(self) -> int:
+        return self.manifest.num_val_tokens
+
+    def verify(self) -> None:
+        """Checks every shard's SHA-256 against the manifest (reads every byte)."""
+        for shard in self.manifest.train + self.manifest.val:
+            digest = hashlib.sha256()
+            with tf.io.gfile.GFile(self.shard_path(shard), "rb") as f:
+                while block := f.read(1 << 24):
+                    digest.update(block)
+            if digest.hexdigest() != shard.sha256:
+                raise DataError(f"The shard {self.shard_path(shard)!r} does not match its "
+                                "checksum in the manifest: prepare the directory again.")
+
+    def load_tokenizer(self):
+        """The tokenizer the shards were made with."""
+        from llm_tf.tokenizers import load_tokenizer
+        with tempfile.TemporaryDirectory() as local:
+            _copy_tree(_join(self.path, TOKENIZER_DIR), local)
+            return load_tokenizer(local)
+
+    def check_tokenizer(self, tokenizer, whose: str) -> None:
+        """A `DataError` unless `tokenizer` is the one the shards were made with."""
+        expected = self.manifest.tokenizer
+        if tokenizer_fingerprint(tokenizer) != expected.get("fingerprint"):
+            raise DataError(
+                f"The prepared directory {self.path!r} was tokenized with another tokenizer "
+                f"({expected.get('kind')}, vocabulary {expected.get('vocab_size')}) than "
+                f"{whose} ({tokenizer.kind}, vocabulary {tokenizer.vocab_size}): prepare it "
+                "again with --tokenizer-from, or train with its own tokenizer.")
+
+    # -- datasets ------------------------------------------------------------------------
+
+    def _shard_chunks(self, path, tokens):
+        """One shard as 1-D int32 chunks of up to RECORD_TOKENS ids, in order.
+
+        Whole records, then the tail as one record (FixedLengthRecordDataset refuses a
+        file that is not a multiple of its record size, so the tail is read through
+        `header_bytes`)."""
+        dtype = tf.uint16 if self.manifest.dtype == "uint16" else tf.uint32
+        size = self.itemsize
+        tokens = tf.cast(tokens, tf.int64)
+        full = tokens // RECORD_TOKENS
+        tail = tokens - full * RECORD_TOKENS
+        records = tf.data.FixedLengthRecordDataset(
+            path, RECORD_TOKENS * size, footer_bytes=tail * size).take(full)
+        last = tf.data.FixedLengthRecordDataset(
+            path, tf.maximum(tail, 1) * size, header_bytes=full * RECORD_TOKENS * size
+        ).take(tf.minimum(tail, 1))
+        return records.concatenate(last).map(
+            lambda record: tf.cast(tf.io.decode_raw(record, dtype, little_endian=True),
+                                   tf.int32))
+
+    def split_chunks(self, split: str) -> tf.data.Dataset:
+        """The `split` ("train" or "val") token stream as int32 chunks, in corpus order."""
+        shards = self.manifest.train if split == "train" else self.manifest.val
+        paths = [self.shard_path(s) for s in shards]
+        counts = [s.tokens for s in shards]
+        files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(counts, tf.int64)))
+        return files.flat_map(self._shard_chunks)
+
+    def train_windows(self, context_length: int, seed: int, input_context=None,
+                      cycle_length: int = DEFAULT_CYCLE_LENGTH,
+                      shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> tf.data.Dataset:
+        """One epoch of shuffled `(x, y)` training windows (T,) for one input pipeline;
+        `.repeat()` gives the next epochs, each in a new order."""
+        shards = self.manifest.train
+        pipelines = input_context.num_input_pipelines if input_context else 1
+        index = input_context.input_pipeline_id if input_context else 0
+        if len(shards) < pipelines:
+            raise DataError(f"{self.path!r} has {len(shards)} training shard(s), fewer than "
+                            f"the {pipelines} input pipelines (workers) reading it: prepare it "
+                            f"with --shards {pipelines} or more.")
+        paths = [self.shard_path(s) for s in shards]
+        counts = tf.constant([s.tokens for s in shards], tf.int64)
+        # The same shard order on every worker (same seed), then each takes its share.
+        files = tf.data.Dataset.from_tensor_slices((paths, counts)).shuffle(
+            len(shards), seed=seed, reshuffle_each_iteration=True).shard(pipelines, index)
+        windows = files.interleave(
+            lambda path, n: stride_windows(self._shard_chunks(path, n), context_length),
+            cycle_length=min(cycle_length, len(shards)), block_length=1,
+            num_parallel_calls=AUTOTUNE if cycle_length > 1 else None, deterministic=True)
+        return windows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def train_batches(self, data_config, *, start_step: int = 0, epochs: Optional[int] = None,
+                      input_context=None, cycle_length: int = DEFAULT_CYCLE_LENGTH,
+                      shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> tf.data.Dataset:
+        """Training batches `(x, y)` int32 for one input pipeline, from batch `start_step`.
+
+        Args:
+            data_config: context_length T, batch_size B (global), seed.
+            start_step: the dataset starts at this batch of the uninterrupted run (exact
+                resume; replayed through the pipeline without the model).
+            epochs: passes over the training shards; None repeats forever.
+            input_context: a `tf.distribute.InputContext` (from
+                `distribute_datasets_from_function`): this pipeline reads its share of the
+                shards and makes per-replica batches of B / replicas windows.
+        """
+        B = data_config.batch_size
+        per_replica = input_context.get_per_replica_batch_size(B) if input_context else B
+        train = self.train_windows(data_config.context_length, data_config.seed, input_context,
+                                   cycle_length, shuffle_buffer).repeat(epochs)
+        # Each pipeline's batch k is its share of global batch k: skip its own windows.
+        return train.skip(start_step * per_replica).batch(
+            per_replica, drop_remainder=True).prefetch(AUTOTUNE)
+
+    def val_batches(self, data_config, pad_id: int = 0) -> tf.data.Dataset:
+        """The whole validation split, every token after the first a target once (global
+        batches; every worker reads them all and the strategy splits them)."""
+        val = whole_split_batches(self.split_chunks("val"), self.num_val_tokens,
+                                  data_config.context_length, data_config.batch_size, pad_id)
+        options = tf.data.Options()  # one validation shard is not a file per worker
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        return val.with_options(options).prefetch(AUTOTUNE)
+
+    def lm_data(self, data_config, *, start_step: int = 0, epochs: Optional[int] = None,
+                pad_id: int = 0, **reading) -> LMData:
+        """`LMData` from the shards (one input pipeline): what `build_lm_data` gives for text,
+        without reading any text. `reading`: `cycle_length`, `shuffle_buffer`."""
+        T, B = data_config.context_length, data_config.batch_size
+        train_windows = sum(max(0, (s.tokens - 1) // T) for s in self.manifest.train)
+        val_windows = max(0, (self.num_val_tokens - 1) // T)
+        if val_windows < B or train_windows < B:
+            raise DataError(f"The prepared directory {self.path!r} is too small for batches of "
+                            f"{B} windows of {T + 1} tokens: {train_windows} training and "
+                            f"{val_windows} validation windows.")
+        return LMData(train=self.train_batches(data_config, start_step=start_step,
+                                               epochs=epochs, **reading),
+                      val=self.val_batches(data_config, pad_id),
+                      num_train_tokens=self.num_train_tokens,
+                      num_val_tokens=self.num_val_tokens, train_windows=train_windows,
+                      val_batches=math.ceil(math.ceil((self.num_val_tokens - 1) / T) / B),
+                      streaming=True)
+
+
+def open_data(source: str):
+    """A `PreparedCorpus` if `source` is a prepared directory, else `load_corpus(source)`.
+
+    A directory that holds shards or a tokenizer but no manifest is refused (an interrupted
+    `llm-tf prepare`), rather than read as text.
+    """
+    from llm_tf.data.corpora import load_corpus
+    if isinstance(source, str) and "://" not in source and os.path.isdir(source):
+        names = os.listdir(source)
+        if MANIFEST_FILE not in names and (TOKENIZER_DIR in names or any(
+                n.endswith((".bin", ".bin.tmp")) for n in names)):
+            raise DataError(f"{source!r} is not a prepared directory: it has shards or a "
+                            f"tokenizer but no {MANIFEST_FILE} (an interrupted `llm-tf "
+                            "prepare`?); prepare it again.")
+    if isinstance(source, str) and is_prepared(source):
+        return PreparedCorpus(source)
+    return load_corpus(source)
+
+
+def remove_partial(out_dir: str) -> None:
+    """Removes a directory left by an interrupted `prepare` (no manifest); local only."""
+    if "://" not in out_dir and os.path.isdir(out_dir) and not is_prepared(out_dir):
+        shutil.rmtree(out_dir, ignore_errors=True)

@@ -71,19 +71,6 @@ save_file(tensors, sys.argv[2], metadata={"format": "pt"})
 """
 
 
-def byte_table() -> list[str]:
-    """GPT-2's byte -> character table (as llm_tf.tokenizers.gpt2.bytes_to_unicode)."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    table, shifted = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            table[byte] = chr(byte)
-        else:
-            table[byte] = chr(256 + shifted)
-            shifted += 1
-    return [table[b] for b in range(256)]
-
-
 def write_checkpoint(directory: Path, seed: int = 0) -> int:
     """GPT-2 small's tensors, N(0, 0.02), and a tokenizer of its size; returns the bytes."""
     from safetensors.numpy import save_file
@@ -108,7 +95,8 @@ def write_checkpoint(directory: Path, seed: int = 0) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(GPT2_SMALL, indent=2))
-    symbols = byte_table()
+    from llm_tf.tokenizers.gpt2 import bytes_to_unicode
+    symbols = list(bytes_to_unicode().values())  # in byte order
     # 50000 merges of two byte symbols: each result a new two-character entry.
     merges = [(a, b) for a in symbols for b in symbols][:50_000]
     vocab = {s: i for i, s in enumerate(symbols + [a + b for a, b in merges]

@@ -1,4 +1,5 @@
-"""Shared test settings: quiet TensorFlow logs, deterministic seeds, small sizes."""
+"""Shared test settings: quiet TensorFlow C++ logs and the Keras backend, set before any
+test imports TensorFlow."""
 
 import os
 

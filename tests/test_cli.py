@@ -1,8 +1,11 @@
 """`llm-tf`'s shared plumbing: TensorFlow's load-time notices kept off the commands' output."""
 
+import importlib
+
 import pytest
 from training_util import python_env, run_python
 
+from llm_tf.cli import COMMANDS
 from llm_tf.commands.common import LOAD_TIME_NOTICES
 
 
@@ -36,3 +39,11 @@ def test_import_tensorflow_hides_load_time_notices_unless_the_user_set_a_level(
     # The counterpart run (user level 0) proves the notices exist in this TensorFlow build.
     assert any(notice in done.stderr for notice in LOAD_TIME_NOTICES) is notices_expected, \
         done.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_reports_an_unknown_option_in_one_line(command, capsys):
+    main = importlib.import_module(COMMANDS[command][0]).main
+    assert main(["--no-such-option"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llm-tf: error:") and "\n" not in err, err

@@ -3,14 +3,13 @@ SavedModel."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from llm_tf.commands.common import run_main
+from llm_tf.commands.common import OneLineParser, run_main
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
         prog="llm-tf export",
         description="Export a run directory as a string-to-string SavedModel "
                     "(loadable with TensorFlow alone).")

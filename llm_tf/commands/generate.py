@@ -12,10 +12,9 @@ followed by its continuation.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from llm_tf.commands.common import run_main
+from llm_tf.commands.common import OneLineParser, run_main
 from llm_tf.generation.decode import check_max_new_tokens
 from llm_tf.generation.generator import Generator
 from llm_tf.generation.samplers import Sampling
@@ -23,8 +22,8 @@ from llm_tf.generation.samplers import Sampling
 DEFAULT_MAX_NEW_TOKENS = 200
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
         prog="llm-tf generate",
         description="Generate text with a trained model (KV cache, seeded sampling).")
     source = parser.add_mutually_exclusive_group(required=True)

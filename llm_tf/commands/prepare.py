@@ -64,7 +64,7 @@ def _main(argv) -> int:
                          "(give a run directory or a prepared directory).")
     import_tensorflow()
     from llm_tf.data import load_corpus
-    from llm_tf.data.prepared import prepare, remove_partial
+    from llm_tf.data.shard_writer import prepare, remove_partial
     from llm_tf.tokenizers import load_tokenizer, train_tokenizer
 
     corpus = load_corpus(args.data)

@@ -19,8 +19,9 @@ from llm_tf.data.lm import (
     stride_windows,
     token_chunks,
 )
-from llm_tf.data.prepared import PreparedCorpus, open_data, prepare
+from llm_tf.data.prepared import PreparedCorpus, open_data
 from llm_tf.data.seq2seq import make_seq2seq_dataset
+from llm_tf.data.shard_writer import prepare
 from llm_tf.data.tfds_source import TfdsCorpus, network_available
 
 __all__ = ["BUILTIN", "Corpus", "DataError", "DataFileNotFoundError", "FileCorpus",

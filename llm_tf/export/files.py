@@ -12,12 +12,12 @@ rules are the same for all of them, so they live here once:
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import tensorflow as tf
+
+from llm_tf.staging import staged_directory
 
 README_ASSET = "README.txt"
 CONFIG_ASSET = "model_config.json"
@@ -41,21 +41,12 @@ def write_saved_model(module: tf.Module, out_dir, signatures: dict, assets: dict
     Returns `out_dir` as a `Path`.
     """
     out_dir = check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            for name, text in assets.items():
-                path = Path(folder) / name
-                path.write_text(text, encoding="utf-8")
-                setattr(module, path.stem.lower(), tf.saved_model.Asset(str(path)))
-            tf.saved_model.save(module, str(staging), signatures=signatures)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    with staged_directory(out_dir) as staging, tempfile.TemporaryDirectory() as folder:
+        for name, text in assets.items():
+            path = Path(folder) / name
+            path.write_text(text, encoding="utf-8")
+            setattr(module, path.stem.lower(), tf.saved_model.Asset(str(path)))
+        tf.saved_model.save(module, str(staging), signatures=signatures)
     return out_dir
 
 

@@ -17,9 +17,6 @@ and `llm-tf export-hf` (llm_tf/commands/) put runs around these two functions.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +30,7 @@ from llm_tf.interop.safetensors_io import (
     write_safetensors,
 )
 from llm_tf.models import TransformerLM
+from llm_tf.staging import staged_directory
 from llm_tf.tokenizers.gpt2 import (
     END_OF_TEXT,
     MERGES_FILE,
@@ -226,9 +224,7 @@ def write_checkpoint(model, tokenizer, out_dir, *, weights_only: bool = False,
                          "pass --overwrite to replace it.")
     model.build()
     by_name = {fmt.checkpoint_name(m.name): m for m in fmt.tensor_mappings(config)}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    try:
+    with staged_directory(out_dir) as staging:
         (staging / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
         write_safetensors(staging / SINGLE_FILE, {n: m.shape for n, m in by_name.items()},
                           lambda name: _array(model, by_name[name]), METADATA)
@@ -239,12 +235,6 @@ def write_checkpoint(model, tokenizer, out_dir, *, weights_only: bool = False,
                 "model_max_length": config.max_length, "bos_token": tokenizer.end_of_text,
                 "eos_token": tokenizer.end_of_text, "unk_token": tokenizer.end_of_text,
                 "add_prefix_space": False, "tokenizer_class": "GPT2Tokenizer"}, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out_dir
 
 

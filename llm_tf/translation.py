@@ -107,13 +107,14 @@ def train_translation(model_config: ModelConfig, data_config: DataConfig,
                       strategy: Optional[tf.distribute.Strategy] = None, stream=None,
                       tty: Optional[bool] = None,
                       sampler: Optional[Callable[[SentencePairs], SamplerFactory]] = None,
-                      evaluator: Optional[Callable[[SentencePairs], Callable]] = None,
+                      evaluator: Optional[Callable[[object, SentencePairs], Callable]] = None,
                       stop_at: Optional[int] = None) -> TrainRun:
     """Trains a translator on `data_config.source` and leaves a complete run directory behind.
 
     Arguments as in `llm_tf.training.train`, but `sampler` and `evaluator` are given the
-    validation pairs first: `sampler(val_pairs)` is a `SamplerFactory`, `evaluator(val_pairs)`
-    a `model -> {metric: value}` function.
+    validation pairs first: `sampler(val_pairs)` is a `SamplerFactory`,
+    `evaluator(tokenizer, val_pairs)` a `model -> {metric: value}` function
+    (`llm_tf.evaluation.validation_bleu` is one).
     """
     strategy = strategy or get_strategy()
     check_fit(model_config, data_config)
@@ -123,6 +124,6 @@ def train_translation(model_config: ModelConfig, data_config: DataConfig,
                  else learn_shared_tokenizer(data_config, train_pairs))
     job = translation_job(model_config, data_config, train_config, tokenizer, train_pairs,
                           val_pairs, sampler=sampler(val_pairs) if sampler else None,
-                          evaluate=evaluator(val_pairs) if evaluator else None)
+                          evaluate=evaluator(tokenizer, val_pairs) if evaluator else None)
     return run_job(job, run_dir, resume=resume, strategy=strategy, stream=stream, tty=tty,
                    stop_at=stop_at)

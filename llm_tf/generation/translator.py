@@ -140,3 +140,27 @@ def _until_eos(row: np.ndarray, pad_id: int = PAD_ID, eos_id: int = EOS_ID) -> l
     row = row.tolist()
     row = row[:row.index(eos_id)] if eos_id in row else row
     return [t for t in row if t != pad_id]
+
+
+# Validation sources translated (greedily) in the text printed at each evaluation.
+SAMPLE_SOURCES = 2
+
+
+def translation_sampler(val_pairs):
+    """What `llm_tf.translation.train_translation(sampler=...)` takes: given the validation
+    pairs, `(model, tokenizer) -> sample(step)`, where `sample(step)` shows the greedy
+    translations of the first `SAMPLE_SOURCES` validation sources next to their references."""
+    pairs = list(val_pairs)[:SAMPLE_SOURCES]
+
+    def make(model, tokenizer):
+        translator = Translator(model, tokenizer, compile="graph", batch_size=len(pairs) or 1)
+
+        def sample(step: int) -> str:
+            hypotheses = translator.translate([source for source, _ in pairs])
+            lines = [f"{source}\n  → {hypothesis}\n  (reference: {target})"
+                     for (source, target), hypothesis in zip(pairs, hypotheses)]
+            return f"----- translations at step {step} -----\n" + "\n".join(lines) + "\n-----"
+
+        return sample
+
+    return make

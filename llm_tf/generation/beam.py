@@ -124,8 +124,15 @@ def beam_search(model, source_ids, slots, alpha=0.6, max_len_a=MAX_LEN_A, max_le
         count = tf.reduce_sum(tf.cast(finished_scores > _ABSENT, tf.int32), axis=1)
         done = done | (count >= K) | (index + 1 >= limits) | \
             tf.reduce_all(next_scores <= _ABSENT, axis=1)
-        return index + 1, next_alive, next_scores, finished, finished_scores, done, cache
+        # Static shapes for the loop (gathers by computed indices lose them).
+        return (index + 1, tf.ensure_shape(next_alive, alive_shape),
+                tf.ensure_shape(next_scores, scores_shape),
+                tf.ensure_shape(finished, alive_shape),
+                tf.ensure_shape(finished_scores, scores_shape), done,
+                tuple(tf.ensure_shape(layer, shape) for layer, shape in zip(cache, cache_shapes)))
 
+    alive_shape, scores_shape = alive.shape, alive_scores.shape
+    cache_shapes = [layer.shape for layer in cache]
     start = (tf.constant(0), alive, alive_scores, finished, finished_scores, done, cache)
     _, _, _, finished, finished_scores, _, _ = tf.while_loop(condition, body, start)
     return finished[:, 0], finished_scores[:, 0]  # top_k keeps them sorted: 0 is the best

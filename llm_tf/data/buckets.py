@@ -2,7 +2,7 @@
 
     (source, target) -> ids -> the smallest bucket length L with |source| <= L and |target| + 1 <= L
       -> batches of B_L pairs of that bucket, each side padded to L:
-         x = (source (B_L, L), target_in = [BOS] + target (B_L, L))    PAD = 0 where padded
+         x = (source (B_L, L), target_in = [BOS] + target (B_L, L))    PAD where padded
          y = target_out = target + [EOS] (B_L, L)                      IGNORE_LABEL where padded
 
 **Why buckets.** Sentence lengths vary a lot (de-en: median 12 subword tokens, longest 60+):
@@ -84,21 +84,27 @@ def bucket_batch_size(batch_size: int, context_length: int, length: int) -> int:
     return size - size % 8 if size >= 8 else size
 
 
-def padded_arrays(source_ids, target_ids, length: int):
+def padded_arrays(source_ids, target_ids, length: int, pad_id: int = PAD_ID,
+                  bos_id: int = BOS_ID, eos_id: int = EOS_ID):
     """(source, target_in, target_out) int32 (N, length): cut to `length`, then padded
-    (PAD inputs, IGNORE_LABEL targets)."""
+    (PAD inputs, IGNORE_LABEL targets). The special ids are the tokenizer's."""
     n = len(source_ids)
-    source = np.full((n, length), PAD_ID, np.int32)
-    target_in = np.full((n, length), PAD_ID, np.int32)
+    source = np.full((n, length), pad_id, np.int32)
+    target_in = np.full((n, length), pad_id, np.int32)
     target_out = np.full((n, length), IGNORE_LABEL, np.int32)
     for i, (s, t) in enumerate(zip(source_ids, target_ids)):
         s = s[:length]
         source[i, :len(s)] = s
-        row_in = np.concatenate([[BOS_ID], t])[:length]
-        row_out = np.concatenate([t, [EOS_ID]])[:length]
+        row_in = np.concatenate([[bos_id], t])[:length]
+        row_out = np.concatenate([t, [eos_id]])[:length]
         target_in[i, :len(row_in)] = row_in
         target_out[i, :len(row_out)] = row_out
     return source, target_in, target_out
+
+
+def _special_ids(tokenizer) -> tuple:
+    """(pad_id, bos_id, eos_id) of `tokenizer`."""
+    return tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
 
 
 def _assign(lengths_needed: np.ndarray, buckets: tuple) -> np.ndarray:
@@ -138,7 +144,8 @@ def build_pair_batches(tokenizer, train_pairs: SentencePairs, val_pairs, context
     if keep.size == 0:
         raise DataError(f"Every training pair in {train_pairs.origin!r} is longer than "
                         f"context_length={T} tokens: raise --context_length (and --max_length).")
-    arrays = padded_arrays([sources[i] for i in keep], [targets[i] for i in keep], T)
+    arrays = padded_arrays([sources[i] for i in keep], [targets[i] for i in keep], T,
+                           *_special_ids(tokenizer))
     which = _assign(needed[keep], buckets)
     # A bucket with fewer pairs than one batch gives its pairs to the next longer bucket.
     sizes = [bucket_batch_size(batch_size, T, L) for L in buckets]
@@ -192,7 +199,7 @@ def validation_batches(tokenizer, pairs: SentencePairs, context_length: int,
     targets = encode_sentences(tokenizer, pairs.targets)
     needed = np.array([min(T, max(len(s), len(t) + 1)) for s, t in zip(sources, targets)])
     which = _assign(needed, buckets)
-    arrays = padded_arrays(sources, targets, T)
+    arrays = padded_arrays(sources, targets, T, *_special_ids(tokenizer))
     plan = []
     for b, length in enumerate(buckets):
         rows = np.flatnonzero(which == b).astype(np.int32)

@@ -116,10 +116,6 @@ def test_a_large_beam_finds_the_best_scoring_output_of_all(alpha):
     found = row[:row.index(EOS_ID) + 1]
     assert found == candidates[best]
     assert math.isclose(float(score[0]), scores[best], abs_tol=1e-4)
-    # ...and greedy, on the same model, does not always find it: the search matters.
-    greedy, _ = greedy_search(model, source[None], max_len_a=0.0, max_len_b=4)
-    greedy_row = greedy.numpy()[0].tolist()
-    assert greedy_row[:greedy_row.index(EOS_ID) + 1] in candidates
 
 
 def test_xla_and_graph_decoding_give_the_same_outputs(model):

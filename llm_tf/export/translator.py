@@ -60,7 +60,7 @@ Sources longer than {max_length} tokens keep their first {max_length}; an output
 most min({max_length}, ceil({max_len_a} * source tokens) + {max_len_b}) tokens.
 
 Model: {config}
-Special ids: PAD=0, UNK=1, BOS=2, EOS=3.
+Special ids: PAD={pad_id}, UNK={unk_id}, BOS={bos_id}, EOS={eos_id}.
 """
 
 
@@ -132,6 +132,7 @@ def export_model(model, tokenizer, out_dir, jit_compile: bool = True) -> Path:
     readme = README_TEXT.format(
         dir_name=Path(out_dir).name, kind=getattr(tokenizer, "kind", "?"),
         max_length=model.maximum_position_encoding, max_len_a=MAX_LEN_A, max_len_b=MAX_LEN_B,
-        config=json.dumps(config, sort_keys=True))
+        config=json.dumps(config, sort_keys=True), pad_id=tokenizer.pad_id,
+        unk_id=tokenizer.unk_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
     return write_saved_model(module, out_dir, module.signatures(), {
         README_ASSET: readme, CONFIG_ASSET: json.dumps(config, indent=2) + "\n"})

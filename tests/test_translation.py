@@ -303,7 +303,7 @@ def test_stopped_at_step_k_then_resumed_equals_the_uninterrupted_run(tmp_path):
     train = write_pairs(tmp_path / "train.tsv", make_pairs(200, 0))
     common = ["-c", DETERMINISTIC_TRAIN, "--task", "translation", "--data", train, *TINY,
               "--tokenizer", "char", "--dropout=0.1", "--steps=8", "--eval_interval=4",
-              "--log_interval=2", "--no-sample", "--no-export"]
+              "--no-sample", "--no-export"]
     straight = popen_python([*common, "--run-dir", str(tmp_path / "straight")])
     first = popen_python([*common, "--run-dir", str(tmp_path / "split"), "--stop-at", "4"])
     assert "paused: step 4" in finish(first)
@@ -315,7 +315,7 @@ def test_stopped_at_step_k_then_resumed_equals_the_uninterrupted_run(tmp_path):
         return [{k: r.get(k) for k in ("step", "train_loss", "val_loss", "val_bleu", "lr")}
                 for r in read_metrics(RunDir(tmp_path / run).metrics_file)]
 
-    assert [m["step"] for m in metrics("straight")] == [2, 4, 6, 8]
+    assert [m["step"] for m in metrics("straight")] == [4, 8]
     assert metrics("straight")[-1]["val_loss"] is not None
     assert metrics("split") == metrics("straight")  # bit for bit, dropout and buckets included
     a, b = (llm_tf.load(tmp_path / run).model.get_weights() for run in ("straight", "split"))

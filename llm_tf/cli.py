@@ -7,6 +7,7 @@
     llm-tf prepare   ...  -> llm_tf.commands.prepare.main
     llm-tf import-hf ...  -> llm_tf.commands.import_hf.main
     llm-tf export-hf ...  -> llm_tf.commands.export_hf.main
+    llm-tf translate ...  -> llm_tf.commands.translate.main
 
 Every subcommand's `main(argv) -> int` returns 0 on success and 2 on bad input,
 after printing a one-line error (no traceback); see `llm_tf.commands.common`.
@@ -29,6 +30,7 @@ COMMANDS = {
                   "import a GPT-2-family Hugging Face checkpoint as a run directory"),
     "export-hf": ("llm_tf.commands.export_hf",
                   "export a run directory as a Hugging Face GPT-2 checkpoint"),
+    "translate": ("llm_tf.commands.translate", "translate sentences with a translation run"),
 }
 
 USAGE = "usage: llm-tf {" + ",".join(COMMANDS) + "} [options]   (llm-tf COMMAND --help)\n" + \

@@ -17,7 +17,7 @@ import keras
 
 from llm_tf import weights as weight_files
 from llm_tf.config import DataConfig, ModelConfig, TrainConfig, differences, format_differences
-from llm_tf.models import TransformerLM
+from llm_tf.models import Transformer, TransformerLM
 from llm_tf.rundir import RunConfig, RunDir
 from llm_tf.tokenizers import load_tokenizer
 
@@ -47,10 +47,13 @@ class LoadedRun(NamedTuple):
 def build_model(config: RunConfig, dtype=None) -> keras.Model:
     """The model that a run of `config.task` trains, unbuilt, from the run's configs.
 
-    "lm": `TransformerLM(config.model)`.
+    "lm": `TransformerLM(config.model)`; "translation": the encoder–decoder
+    `Transformer.from_model_config(config.model)`.
     """
     if config.task == "lm":
         return TransformerLM(config.model, dtype=dtype)
+    if config.task == "translation":
+        return Transformer.from_model_config(config.model, dtype=dtype)
     raise ValueError(f"No model is known for task {config.task!r}.")
 
 
@@ -83,9 +86,11 @@ def load(run_dir, weights: Optional[str] = None,
 
 def save_run(run_dir, model, tokenizer, data: DataConfig = None,
              train: TrainConfig = None) -> Path:
-    """Writes config.json, tokenizer assets and weights: a directory `load` can rebuild from."""
+    """Writes config.json, tokenizer assets and weights: a directory `load` can rebuild from.
+    A `Transformer` makes a "translation" run, a `TransformerLM` an "lm" one."""
     run_dir = RunDir(run_dir)
-    run_dir.write_config(RunConfig(model.config, data, train))
+    task = "translation" if isinstance(model, Transformer) else "lm"
+    run_dir.write_config(RunConfig(model.config, data, train, task=task))
     tokenizer.save(run_dir.tokenizer_dir)
     save_weights(model, run_dir.weights_file)
     return run_dir.path

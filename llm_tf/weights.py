@@ -103,8 +103,9 @@ def check_shapes(model, path) -> None:
 class StampedWeights:
     """Mixin for a `keras.Model` whose architecture is a config object.
 
-    The model defines `weights_config()` -> the config (an `llm_tf.config` dataclass)
-    and, if its layout ever changed, `legacy_weight_groups` {old group: new group}.
+    The model defines `weights_config()` -> the config (an `llm_tf.config` dataclass, or
+    None for a model that no config describes: its files are unstamped and checked by
+    shapes) and, if its layout ever changed, `legacy_weight_groups` {old group: new group}.
     `save_weights` stamps the config into the file; `load_weights` checks it (naming
     the fields that differ, `ignored_weights_fields` aside) and reads old layouts.
     """
@@ -122,8 +123,10 @@ class StampedWeights:
         filepath = check_path(filepath)
         self.build()
         super().save_weights(filepath, overwrite=overwrite, **kwargs)
-        with h5py.File(filepath, "a") as f:
-            f.attrs[CONFIG_ATTRIBUTE] = self.weights_config().to_json()
+        config = self.weights_config()
+        if config is not None:
+            with h5py.File(filepath, "a") as f:
+                f.attrs[CONFIG_ATTRIBUTE] = config.to_json()
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         filepath = check_file(filepath)
@@ -136,10 +139,10 @@ class StampedWeights:
     def check_weights_file(self, filepath) -> None:
         """A `ValueError` naming what differs if `filepath` holds another architecture."""
         stamped = read_stamp(filepath)
-        if stamped is None:
+        mine = self.weights_config()
+        if stamped is None or mine is None:
             check_shapes(self, filepath)
             return
-        mine = self.weights_config()
         try:
             saved = type(mine).from_dict(stamped)
         except (TypeError, ValueError) as error:

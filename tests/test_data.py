@@ -313,7 +313,7 @@ def test_seq2seq_batches():
     np.testing.assert_array_equal(source[0], hello[:6])
     b = BYTES.encode("b").numpy()
     np.testing.assert_array_equal(target_in[1], [BOS_ID, *b] + [PAD_ID] * 8)
-    np.testing.assert_array_equal(target_out[1], [*b, EOS_ID] + [PAD_ID] * 8)
+    np.testing.assert_array_equal(target_out[1], [*b, EOS_ID] + [IGNORE_LABEL] * 8)
     np.testing.assert_array_equal(source[1], [*BYTES.encode("a").numpy()] + [PAD_ID] * 5)
     # Teacher forcing: target_out[t] == target_in[t + 1] wherever both are real tokens.
     (_, target_in), target_out = batches[1]

@@ -15,7 +15,7 @@ from gpt2_reference import END_OF_TEXT, Encoder, learn_bpe, write_tokenizer_file
 
 from llm_tf.data import builtin_text
 from llm_tf.data.seq2seq import make_seq2seq_dataset
-from llm_tf.tokenizers import GPT2Tokenizer, load_tokenizer, train_tokenizer
+from llm_tf.tokenizers import IGNORE_LABEL, GPT2Tokenizer, load_tokenizer, train_tokenizer
 from llm_tf.tokenizers.gpt2 import WHITESPACE, read_merges, read_vocab
 
 CHINESE = (Path(__file__).parent / "data" / "zh_sample.txt").read_text(encoding="utf-8")
@@ -191,7 +191,8 @@ def test_seq2seq_batches_use_the_tokenizers_special_ids(tokenizer, reference):
     hello, world = reference.encode("hello"), reference.encode("world")
     assert source.numpy()[0].tolist() == (hello + [end] * 4)[:4]
     assert target_in.numpy()[0].tolist() == ([end] + world + [end] * 5)[:5]
-    assert target_out.numpy()[0].tolist() == (world + [end] * 5)[:5]
+    # EOS, then labels that carry no loss (never a token id).
+    assert target_out.numpy()[0].tolist() == (world + [end] + [IGNORE_LABEL] * 5)[:5]
 
 
 def _renamed(vocab, old, new):

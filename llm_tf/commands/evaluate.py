@@ -5,8 +5,17 @@
 
 What is measured follows the run's task (its config.json): a language model ("lm")
 reports its cross-entropy per token and perplexity over the whole text (`--data`
-takes the same sources as `llm-tf train --data`). The scoring itself lives in
-`llm_tf.evaluation`; this command reads the run, checks the input and prints.
+takes the same sources as `llm-tf train --data`). A translator ("translation")
+translates every source of a `source<TAB>target` file and reports corpus BLEU and
+chrF against the targets (sacrebleu, default settings), writing its translations,
+one a line, to `--hypotheses` (default RUN_DIR/hypotheses/TEST-beamN.txt):
+
+    llm-tf evaluate --run runs/de-en --data de-en.test.tsv --beam-size 4
+    {"bleu": 21.3, "chrf": 45.1, "sentences": 1000, "beam_size": 4, "length_penalty": 0.6,
+     "hypotheses": "runs/de-en/hypotheses/de-en.test-beam4.txt"}
+
+The scoring itself lives in `llm_tf.evaluation`; this command reads the run, checks
+the input and prints.
 """
 
 from __future__ import annotations
@@ -27,7 +36,15 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--data", required=True, metavar="TEST",
                         help="held-out data, in the form the run's task reads")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="examples per batch (default: the run's batch size)")
+                        help="examples per batch (default: the run's batch size; translation: "
+                             "64 sentences)")
+    parser.add_argument("--beam-size", type=int, default=1,
+                        help="translation: beam size (1 = greedy, the default)")
+    parser.add_argument("--length-penalty", type=float, default=0.6,
+                        help="translation: GNMT length penalty alpha (default 0.6)")
+    parser.add_argument("--hypotheses", metavar="PATH", default=None,
+                        help="translation: where to write the translations, one a line "
+                             "(default RUN_DIR/hypotheses/TEST-beamN.txt)")
     return parser
 
 
@@ -37,8 +54,14 @@ def _main(argv) -> int:
     config = run_dir.read_config()
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1. Received: {args.batch_size}")
+    if args.beam_size < 1:
+        raise UsageError(f"--beam-size must be >= 1. Received: {args.beam_size}")
+    if args.length_penalty < 0:
+        raise UsageError(f"--length-penalty must be >= 0. Received: {args.length_penalty}")
     if config.task == "lm":
         scores = _evaluate_language_model(run_dir, config, args)
+    elif config.task == "translation":
+        scores = _evaluate_translation(run_dir, args)
     else:
         raise UsageError(f"llm-tf evaluate does not know how to score a {config.task!r} run.")
     print(json.dumps(scores))
@@ -57,6 +80,29 @@ def _evaluate_language_model(run_dir, config, args) -> dict:
     context = data.context_length if data else config.model.max_length
     batch_size = args.batch_size or (data.batch_size if data else 8)
     return evaluate_language_model(run.model, run.tokenizer, corpus, context, batch_size)
+
+
+def _evaluate_translation(run_dir, args) -> dict:
+    from pathlib import Path
+
+    from llm_tf.data.pairs import load_pairs
+    from llm_tf.evaluation import evaluate_translation
+    from llm_tf.generation.translator import DEFAULT_BATCH_SIZE, Translator
+    from llm_tf.saving import load
+
+    pairs = load_pairs(args.data, 1, "test pairs")
+    run = load(run_dir)
+    translator = Translator(run.model, run.tokenizer,
+                            batch_size=args.batch_size or DEFAULT_BATCH_SIZE)
+    scores, hypotheses = evaluate_translation(translator, pairs, args.beam_size,
+                                              args.length_penalty)
+    path = Path(args.hypotheses) if args.hypotheses else (
+        run_dir.path / "hypotheses" / f"{Path(args.data).stem}-beam{args.beam_size}.txt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(h.replace("\n", " ") + "\n" for h in hypotheses),
+                    encoding="utf-8")
+    return {**scores, "beam_size": args.beam_size, "length_penalty": args.length_penalty,
+            "hypotheses": str(path)}
 
 
 def main(argv=None) -> int:

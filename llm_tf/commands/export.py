@@ -1,5 +1,5 @@
 """`llm-tf export RUN_DIR [OUT_DIR] [--no-xla]`: a run directory as a string-to-string
-SavedModel."""
+SavedModel (a generator for a language model, a translator for a translation run)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ def build_parser() -> OneLineParser:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    from llm_tf.export import README_ASSET, SIGNATURES, export_run
+    from llm_tf.export import README_ASSET, SIGNATURES_BY_TASK, export_run
     from llm_tf.rundir import RunDir
 
-    out = export_run(RunDir.open(args.run_dir), args.out_dir, jit_compile=not args.no_xla)
-    print(f"Exported to {out}  (signatures: {', '.join(SIGNATURES)}; "
+    run_dir = RunDir.open(args.run_dir)
+    out = export_run(run_dir, args.out_dir, jit_compile=not args.no_xla)
+    signatures = SIGNATURES_BY_TASK[run_dir.read_config().task]
+    print(f"Exported to {out}  (signatures: {', '.join(signatures)}; "
           f"see {out / 'assets' / README_ASSET})")
     return 0
 

@@ -4,6 +4,7 @@
     llm-tf train --preset tiny --data tinyshakespeare.txt --tokenizer char
     llm-tf train --preset small --num_layers=8 --learning_rate=3e-4 --run-dir runs/big
     llm-tf train --run-dir runs/big --resume      # continue from the latest checkpoint
+    llm-tf train --task translation --data pairs.tsv [--eval-data test.tsv]   # a translator
 
 Any field of ModelConfig, DataConfig or TrainConfig can be set as
 `--field=value` (or `--field value`), nanoGPT's style; the value is checked
@@ -33,13 +34,15 @@ from llm_tf.commands.common import (
     run_main,
 )
 from llm_tf.commands.overrides import apply_overrides, fields_help, parse_overrides
-from llm_tf.config import PRESETS, DataConfig, TrainConfig, get_preset
+from llm_tf.config import PRESETS, TASKS, DataConfig, TrainConfig, get_preset
 from llm_tf.rundir import RunDir
 
 # Named options that set config fields: option dest -> field name.
-FIELD_OPTIONS = {"data": "source", "tokenizer": "tokenizer", "steps": "steps", "seed": "seed",
-                 "precision": "precision"}
+FIELD_OPTIONS = {"data": "source", "eval_data": "eval_source", "tokenizer": "tokenizer",
+                 "steps": "steps", "seed": "seed", "precision": "precision"}
 DEFAULT_PRESET = "tiny"
+# The preset each task trains when --preset is not given.
+TASK_PRESETS = {"lm": DEFAULT_PRESET, "translation": "translation"}
 DEFAULT_RUNS_DIR = "runs"
 
 
@@ -49,8 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", help=f"model + data + training settings: "
                         f"{', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    parser.add_argument("--task", help=f"what to train: {', '.join(TASKS)} (default: the "
+                        "preset's task, lm; translation trains an encoder-decoder on "
+                        "source<TAB>target pairs with the 'translation' preset)")
     parser.add_argument("--data", help="corpus: 'builtin', a file/directory/glob, 'tfds:NAME', "
-                        "or a directory made by `llm-tf prepare`")
+                        "or a directory made by `llm-tf prepare`; translation: "
+                        "source<TAB>target lines (a file, directory or glob)")
+    parser.add_argument("--eval-data", help="validation data in the form of --data (default: "
+                        "hold out val_fraction of it)")
     parser.add_argument("--tokenizer", help="char, byte, wordpiece or sentencepiece")
     parser.add_argument("--tokenizer-from", metavar="DIR",
                         help="use the tokenizer of this run (or prepared) directory; with a "
@@ -75,14 +84,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(args, overrides: dict[str, str], saved=None) -> dict:
+def resolve_task(args, saved=None) -> str:
+    """The run's task: a resumed run's own; else --task; else the preset's ("lm" without one)."""
+    if args.task is not None and args.task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}. Received: --task={args.task}")
+    if saved is not None:
+        if args.task is not None and args.task != saved.task:
+            raise UsageError(f"--resume: the run in --run-dir is a {saved.task!r} run, not "
+                             f"{args.task!r}.")
+        return saved.task
+    preset_task = get_preset(args.preset).task if args.preset else None
+    if args.task and preset_task and args.task != preset_task:
+        raise UsageError(f"--preset {args.preset} is a {preset_task!r} preset; for --task "
+                         f"{args.task} use --preset {TASK_PRESETS[args.task]} (or no --preset).")
+    return args.task or preset_task or "lm"
+
+
+def resolve(args, overrides: dict[str, str], saved=None, task: str = "lm") -> dict:
     """The three configs the command line asks for; `saved` (a resumed run's `RunConfig`)
-    is the starting point when no --preset is given."""
+    is the starting point when no --preset is given, else the task's preset."""
     if saved is not None and args.preset is None:
         configs = {"model": saved.model, "data": saved.data or DataConfig(),
                    "train": saved.train or TrainConfig()}
     else:
-        preset = get_preset(args.preset or DEFAULT_PRESET)
+        preset = get_preset(args.preset or TASK_PRESETS[task])
         configs = {"model": preset.model, "data": preset.data, "train": preset.train}
     named = {field: getattr(args, option) for option, field in FIELD_OPTIONS.items()
              if getattr(args, option) is not None}
@@ -90,7 +115,10 @@ def resolve(args, overrides: dict[str, str], saved=None) -> dict:
         named["jit_compile"] = str(args.jit_compile).lower()
     configs = apply_overrides(configs, {**named, **overrides}, extra_names=(
         "preset", "run_dir", "resume", "overwrite", "jit_compile", "strategy", "tpu",
-        "no_sample", "no_export", "data", "stop_at", "tokenizer_from"))
+        "no_sample", "no_export", "data", "stop_at", "tokenizer_from", "task", "eval_data"))
+    if task == "translation" and configs["data"].source == "builtin":
+        raise UsageError("--task translation needs --data PAIRS (a file, directory or glob of "
+                         "source<TAB>target lines).")
     if configs["data"].context_length > configs["model"].max_length:
         raise UsageError(f"`context_length`={configs['data'].context_length} is longer than the "
                          f"model's `max_length`={configs['model'].max_length}: raise "
@@ -112,35 +140,37 @@ def _main(argv) -> int:
                          "(give a run directory or a prepared directory).")
     if args.tokenizer_from and args.resume:
         raise UsageError("--resume keeps the run's own tokenizer; drop --tokenizer-from.")
-    path = args.run_dir or f"{DEFAULT_RUNS_DIR}/{args.preset or DEFAULT_PRESET}-" \
-                           f"{time.strftime('%Y%m%d-%H%M%S')}"
     # The run directory, checked once, before TensorFlow starts: bad input fails fast. Only
     # the chief checks and writes it; other workers of a multi-worker run take part.
     from llm_tf.training.distribute import is_chief_task
     chief = is_chief_task()
-    run_dir = RunDir.resume(path) if args.resume and chief else RunDir(path)
-    configs = resolve(args, overrides, run_dir.read_config() if args.resume else None)
+    if args.resume:
+        run_dir = RunDir.resume(args.run_dir) if chief else RunDir(args.run_dir)
+    saved = run_dir.read_config() if args.resume else None
+    task = resolve_task(args, saved)
+    if task == "translation" and args.tokenizer_from:
+        raise UsageError("--tokenizer-from is for language-model runs: a translation run learns "
+                         "one tokenizer from both sides of its pairs.")
+    path = args.run_dir or f"{DEFAULT_RUNS_DIR}/{args.preset or TASK_PRESETS[task]}-" \
+                           f"{time.strftime('%Y%m%d-%H%M%S')}"
+    if not args.resume:
+        run_dir = RunDir(path)
+    configs = resolve(args, overrides, saved, task)
     if args.resume and chief:
         run_dir.check_model(configs["model"])
     elif chief:
         run_dir = RunDir.create(path, args.overwrite)
 
     import_tensorflow()
-    from llm_tf.generation import training_sampler
     from llm_tf.training.distribute import get_strategy, is_chief
     from llm_tf.training.loop import TrainingDiverged
-    from llm_tf.training.run import train
     strategy = get_strategy(args.strategy, tpu=args.tpu)
     tokenizer = None
     if args.tokenizer_from:
         from llm_tf.tokenizers import load_tokenizer
         tokenizer = load_tokenizer(os.path.join(args.tokenizer_from, "tokenizer"))
-    sampler = None if args.no_sample else training_sampler(configs["train"].sample_length,
-                                                           configs["train"].seed)
     try:
-        run = train(configs["model"], configs["data"], configs["train"], run_dir,
-                    resume=args.resume, strategy=strategy, sampler=sampler, stop_at=args.stop_at,
-                    tokenizer=tokenizer)
+        run = _train(task, configs, run_dir, args, strategy, tokenizer)
     except TrainingDiverged as error:
         print(f"llm-tf: training diverged: {error}", file=sys.stderr)
         return 1
@@ -151,7 +181,10 @@ def _main(argv) -> int:
     status = 0
     if finished and not args.no_export:
         try:
-            export_and_sample(run.run_dir, seed=configs["train"].seed)
+            if task == "translation":
+                export_and_translate(run.run_dir, configs["data"])
+            else:
+                export_and_sample(run.run_dir, seed=configs["train"].seed)
         except Exception as error:  # the trained run is complete and saved regardless
             reason = (str(error).strip().splitlines() or [""])[0]
             print(f"llm-tf: export failed ({type(error).__name__}: {reason}); the run is saved: "
@@ -163,6 +196,39 @@ def _main(argv) -> int:
     print(f"{'done' if finished else 'paused'}: step {result.step}, train loss "
           f"{fmt(result.train_loss)}, val loss {fmt(result.val_loss)} ({where})")
     return status
+
+
+def _train(task: str, configs: dict, run_dir: RunDir, args, strategy, tokenizer=None):
+    """Runs the task's training (TensorFlow imported), with what it prints and measures."""
+    common = dict(resume=args.resume, strategy=strategy, stop_at=args.stop_at)
+    if task == "translation":
+        from llm_tf.evaluation import validation_bleu
+        from llm_tf.generation.translator import translation_sampler
+        from llm_tf.translation import train_translation
+        return train_translation(configs["model"], configs["data"], configs["train"], run_dir,
+                                 sampler=None if args.no_sample else translation_sampler,
+                                 evaluator=validation_bleu, **common)
+    from llm_tf.generation import training_sampler
+    from llm_tf.training.run import train
+    sampler = None if args.no_sample else training_sampler(configs["train"].sample_length,
+                                                           configs["train"].seed)
+    return train(configs["model"], configs["data"], configs["train"], run_dir,
+                 sampler=sampler, tokenizer=tokenizer, **common)
+
+
+def export_and_translate(run_dir: RunDir, data: DataConfig) -> None:
+    """Exports a translation run and prints a translation made by the *exported* model
+    (loaded back with TensorFlow alone) of the first validation (or training) source."""
+    import tensorflow as tf
+
+    from llm_tf import export
+    from llm_tf.data.pairs import load_pairs
+    out_dir = export.export_run(run_dir)
+    translator = export.load_saved_model(out_dir, function="translate")
+    source = load_pairs(data.eval_source or data.source).sources[0]
+    text = translator.translate(tf.constant([source]), tf.constant(4), tf.constant(0.6))
+    print(f"exported to {out_dir}; translated by the export (beam 4):\n{source}\n"
+          f"→ {text.numpy()[0].decode('utf-8', 'replace')}\n-----")
 
 
 def export_and_sample(run_dir: RunDir, seed: int = 0) -> None:

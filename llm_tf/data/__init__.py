@@ -8,8 +8,11 @@
   `open_data(source)` opens such a directory (`PreparedCorpus`) or else the corpus.
 * `make_seq2seq_dataset(pairs, source_tokenizer, target_tokenizer, ...)` —
   `((source, target_in), target_out)` batches for the encoder-decoder model.
+* `load_pairs(source)` — `source<TAB>target` lines as `SentencePairs`;
+  `build_pair_batches(tokenizer, train, val, T, B, seed)` — their length-bucketed batches.
 """
 
+from llm_tf.data.buckets import PairBatches, build_pair_batches, validation_batches
 from llm_tf.data.corpora import FileCorpus, TextCorpus, builtin_text, load_corpus
 from llm_tf.data.corpus import BUILTIN, Corpus, DataError, DataFileNotFoundError
 from llm_tf.data.lm import (
@@ -19,6 +22,7 @@ from llm_tf.data.lm import (
     stride_windows,
     token_chunks,
 )
+from llm_tf.data.pairs import SentencePairs, load_pairs, split_pairs
 from llm_tf.data.prepared import PreparedCorpus, open_data
 from llm_tf.data.seq2seq import make_seq2seq_dataset
 from llm_tf.data.shard_writer import prepare
@@ -28,4 +32,5 @@ __all__ = ["BUILTIN", "Corpus", "DataError", "DataFileNotFoundError", "FileCorpu
            "PreparedCorpus", "open_data", "prepare",
            "TextCorpus", "TfdsCorpus", "builtin_text", "load_corpus", "network_available",
            "LMData", "build_lm_data", "evaluation_batches", "stride_windows", "token_chunks",
-           "make_seq2seq_dataset"]
+           "make_seq2seq_dataset", "PairBatches", "SentencePairs", "build_pair_batches",
+           "load_pairs", "split_pairs", "validation_batches"]

@@ -138,8 +138,9 @@ class FileCorpus(Corpus):
         ) from None
 
 
-def _resolve_files(source: str) -> list[str]:
-    """The files a path, directory or glob names (sorted), with clear errors."""
+def resolve_files(source: str) -> list[str]:
+    """The non-empty files a path, directory or glob names (sorted), with clear errors
+    (`DataError`s naming `source`). Sentence-pair files (`llm_tf.data.pairs`) use it too."""
     path = os.path.expanduser(source)
     if any(ch in path for ch in "*?["):
         files = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
@@ -199,4 +200,4 @@ def load_corpus(source: str | os.PathLike = BUILTIN, *, errors: str = "strict",
     if source.startswith(TFDS_PREFIX):
         return load_tfds(source[len(TFDS_PREFIX):], source, errors, data_dir,
                                      network_probe, text_feature)
-    return FileCorpus(_resolve_files(source), source=source, errors=errors)
+    return FileCorpus(resolve_files(source), source=source, errors=errors)

@@ -9,8 +9,13 @@
 `target_in` is what the decoder reads (teacher forcing) and `target_out` what it
 must predict, position by position: target_out[:, t] = target_in[:, t + 1].
 BOS, EOS and PAD are the target tokenizer's (`bos_id`, `eos_id`, `pad_id`; the
-source is padded with the source tokenizer's PAD). For llm_tf's own tokenizers
-PAD is 0, so a loss can mask padding with `target_out != 0`.
+source is padded with the source tokenizer's PAD). Padded *labels* are `IGNORE_LABEL`
+(-100), which carries no loss (`llm_tf.training.losses`): a label is never confused
+with a real id.
+
+This is the simple fixed-shape version (every batch padded to S and T), for small
+experiments such as notebook 05's toy task; `llm-tf train --task translation` batches
+by length instead (`llm_tf.data.buckets`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Iterable, Union
 import tensorflow as tf
 
 from llm_tf.data.corpus import DataError
+from llm_tf.tokenizers.base import IGNORE_LABEL
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -73,7 +79,7 @@ def make_seq2seq_dataset(pairs: Union[tf.data.Dataset, Iterable[tuple[str, str]]
         target_out = _append(target, target_tokenizer.eos_id)               # (B, (m+1))
         source_pad, target_pad = source_tokenizer.pad_id, target_tokenizer.pad_id
         return ((_pad(source, S, source_pad), _pad(target_in, T, target_pad)),
-                _pad(target_out, T, target_pad))
+                _pad(target_out, T, IGNORE_LABEL))
 
     return (pairs.batch(batch_size, drop_remainder=drop_remainder)
             .map(encode, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))

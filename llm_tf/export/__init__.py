@@ -6,6 +6,8 @@
 What the SavedModel offers follows the run's task (`config.json`'s "task"):
 
 * "lm" — `generate`: prompts (strings) in, continuations out (`export/generator.py`).
+* "translation" — `translate`: sources (strings), beam size and length penalty in,
+  translations out (`export/translator.py`).
 
 `files.py` holds what every export shares: atomic writes, assets, and loading
 with a clear error for a directory that is not an llm_tf export.
@@ -15,13 +17,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llm_tf.export import translator
 from llm_tf.export.files import CONFIG_ASSET, README_ASSET, load_saved_model
 from llm_tf.export.generator import SIGNATURES, GenerationModule, export_model
+from llm_tf.export.translator import TranslationModule
 from llm_tf.rundir import RunDir
 from llm_tf.saving import load
 
-__all__ = ["CONFIG_ASSET", "README_ASSET", "SIGNATURES", "GenerationModule", "export_model",
-           "export_run", "load_saved_model"]
+__all__ = ["CONFIG_ASSET", "README_ASSET", "SIGNATURES", "SIGNATURES_BY_TASK",
+           "GenerationModule", "TranslationModule", "export_model", "export_run",
+           "load_saved_model"]
+
+# What the SavedModel of each task offers.
+SIGNATURES_BY_TASK = {"lm": SIGNATURES, "translation": translator.SIGNATURES}
 
 
 def export_run(run_dir, out_dir=None, jit_compile: bool = True) -> Path:
@@ -38,4 +46,9 @@ def export_run(run_dir, out_dir=None, jit_compile: bool = True) -> Path:
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
     run = load(run_dir)
     out_dir = run_dir.saved_model_dir if out_dir is None else out_dir
-    return export_model(run.model, run.tokenizer, out_dir, jit_compile=jit_compile)
+    if run.config.task == "translation":
+        return translator.export_model(run.model, run.tokenizer, out_dir,
+                                       jit_compile=jit_compile)
+    if run.config.task == "lm":
+        return export_model(run.model, run.tokenizer, out_dir, jit_compile=jit_compile)
+    raise ValueError(f"llm-tf export does not know how to export a {run.config.task!r} run.")

@@ -96,6 +96,12 @@ class MultiHeadAttention(keras.layers.Layer):
     * `attention_weights(query, value=None, key=None, ...) -> (B, H, Tq, Tk)` — the
       softmax weights themselves, for plots (no dropout).
 
+    and, for attention to a memory that does not change while decoding (the encoder's
+    outputs read by cross-attention), the memory's keys and values projected once:
+
+    * `key_values(value, key=None) -> (B, 2, H, Tk, Dh)`;
+    * `call_with_key_values(query, key_values, ...) -> (B, Tq, D)` — `call` with those.
+
     Arguments shared by the three:
         query: (B, Tq, D).
         value: (B, Tk, D); defaults to `query` (self-attention).
@@ -173,6 +179,25 @@ class MultiHeadAttention(keras.layers.Layer):
         k, v = cache[:, 0], cache[:, 1]  # (B, H, T_max, Dh)
         mask = self._mask(attention_mask, True, q, k, offset=cache_index)
         return self._attend(q, k, v, mask, training), cache
+
+    def key_values(self, value, key=None):
+        """Keys and values of a fixed memory `value` (B, Tk, D), projected once:
+        (B, 2, H, Tk, Dh), the layout of a cache. A decoder's cross-attention reads the
+        same encoder outputs at every step, so projecting them once saves 2·Tk·D² multiply-adds
+        per step and layer."""
+        if self.rotary_max_wavelength is not None:
+            raise ValueError(f"{self.name} rotates keys by position (RoPE): their keys cannot be "
+                             "projected once for every query position.")
+        k = self._split_heads(self.key_dense(value if key is None else key))  # (B, H, Tk, Dh)
+        v = self._split_heads(self.value_dense(value))                        # (B, H, Tk, Dh)
+        return tf.stack([k, v], axis=1)                                       # (B, 2, H, Tk, Dh)
+
+    def call_with_key_values(self, query, key_values, attention_mask=None, training=None):
+        """`call(query, value)` with the memory's keys and values from `key_values(value)`:
+        -> (B, Tq, D), the same numbers."""
+        q = self._split_heads(self.query_dense(query))  # (B, H, Tq, Dh)
+        k, v = key_values[:, 0], key_values[:, 1]        # (B, H, Tk, Dh)
+        return self._attend(q, k, v, self._mask(attention_mask, False, q, k), training)
 
     def attention_weights(self, query, value=None, key=None, attention_mask=None,
                           use_causal_mask=False, positions=None):

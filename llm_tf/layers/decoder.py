@@ -36,9 +36,14 @@ class DecoderLayer(TransformerBlock):
         training: enables dropout (`call` only: decoding never trains).
         cache: (B, 2, H, T_max, Dh) self-attention keys and values so far.
         cache_index: int scalar, position of x[:, 0] in the cache.
+        encoder_key_values: (`call_with_cache` only) (B, 2, H, S, Dh) from
+            `encoder_key_values(encoder_outputs)`, in place of `encoder_outputs`: the
+            encoder's outputs projected to keys and values once per decoded sequence,
+            not at every step.
 
     Returns:
         `call`: (B, T, D). `call_with_cache`: ((B, t, D), updated cache).
+        `encoder_key_values`: (B, 2, H, S, Dh).
         `attention_weights`: {"self_attention": (B, H, T, T), "cross_attention":
         (B, H, T, S)} (cross only with cross-attention).
     """
@@ -80,22 +85,35 @@ class DecoderLayer(TransformerBlock):
                                                       training)
 
     def call_with_cache(self, x, cache, cache_index, encoder_outputs=None, padding_mask=None,
-                        encoder_padding_mask=None, positions=None):
-        self._check_encoder_outputs(encoder_outputs)
+                        encoder_padding_mask=None, positions=None, encoder_key_values=None):
+        if encoder_key_values is None:
+            self._check_encoder_outputs(encoder_outputs)
         x, cache = self.residual_with_cache(
             x, lambda h: self.self_attention.call_with_cache(
                 h, cache, cache_index, attention_mask=_keys(padding_mask), positions=positions),
             self.self_attention_norm)  # (B, t, D)
-        return self._cross_attention_and_feed_forward(x, encoder_outputs,
-                                                      encoder_padding_mask), cache
+        return self._cross_attention_and_feed_forward(
+            x, encoder_outputs, encoder_padding_mask, encoder_key_values=encoder_key_values), cache
+
+    def encoder_key_values(self, encoder_outputs):
+        """The cross-attention's keys and values of `encoder_outputs` (B, S, D), projected
+        once for a whole decode: (B, 2, H, S, Dh)."""
+        self._check_encoder_outputs(encoder_outputs)
+        if not self.use_cross_attention:
+            raise ValueError(f"{self.name} has no cross-attention: it reads no encoder.")
+        return self.cross_attention.key_values(encoder_outputs)
 
     def _cross_attention_and_feed_forward(self, x, encoder_outputs, encoder_padding_mask,
-                                          training=None):
+                                          training=None, encoder_key_values=None):
         if self.use_cross_attention:
             def attend_to_encoder(h):
-                h = self.cross_attention(h, encoder_outputs,
-                                         attention_mask=_keys(encoder_padding_mask),
-                                         training=training)
+                mask = _keys(encoder_padding_mask)
+                if encoder_key_values is None:
+                    h = self.cross_attention(h, encoder_outputs, attention_mask=mask,
+                                             training=training)
+                else:
+                    h = self.cross_attention.call_with_key_values(h, encoder_key_values,
+                                                                  attention_mask=mask)
                 return self.cross_attention_dropout(h, training=training)
 
             x = self.residual(x, attend_to_encoder, self.cross_attention_norm)  # (B, T, D)
@@ -178,10 +196,24 @@ class TransformerDecoder(TransformerStack):
                                                                encoder_padding_mask))
 
     def call_with_cache(self, token_ids, cache, cache_index, encoder_outputs=None,
-                        encoder_padding_mask=None, padding_mask=None, positions=None):
-        return super().call_with_cache(token_ids, cache, cache_index, padding_mask=padding_mask,
-                                       positions=positions,
-                                       **self._context(encoder_outputs, encoder_padding_mask))
+                        encoder_padding_mask=None, padding_mask=None, positions=None,
+                        encoder_key_values=None):
+        """See the class docstring; `encoder_key_values` (a tuple of L tensors (B, 2, H, S,
+        Dh) from `encoder_key_values(encoder_outputs)`) replaces `encoder_outputs`."""
+        if encoder_key_values is None:
+            return super().call_with_cache(
+                token_ids, cache, cache_index, padding_mask=padding_mask, positions=positions,
+                **self._context(encoder_outputs, encoder_padding_mask))
+        return super().call_with_cache(
+            token_ids, cache, cache_index, padding_mask=padding_mask, positions=positions,
+            block_inputs={"encoder_key_values": encoder_key_values},
+            encoder_padding_mask=encoder_padding_mask)
+
+    def encoder_key_values(self, encoder_outputs):
+        """Every layer's cross-attention keys and values of `encoder_outputs` (B, S, D): a
+        tuple of L tensors (B, 2, H, S, Dh), computed once per source and read at every
+        decoding step (`call_with_cache(..., encoder_key_values=...)`)."""
+        return tuple(block.encoder_key_values(encoder_outputs) for block in self.blocks)
 
     def attention_weights(self, token_ids, encoder_outputs=None, encoder_padding_mask=None,
                           padding_mask=None, positions=None):

@@ -51,6 +51,10 @@ class TransformerStack(keras.layers.Layer):
         output_kernel_initializer: projections that write into the residual stream.
         block_class: the block type, `EncoderLayer` or `DecoderLayer` (subclasses).
         block_options: further keyword arguments of every block.
+        embedding: optional `TokenAndPositionEmbedding` to use instead of making one, so
+            that two stacks share one token table (a translation model with one vocabulary
+            for both languages, the paper's §3.4). Not part of `get_config`: the model
+            that shares it rebuilds the sharing.
     """
 
     def __init__(self, num_layers, d_model, num_heads, dff, vocab_size,
@@ -59,7 +63,7 @@ class TransformerStack(keras.layers.Layer):
                  position_encoding="sinusoidal", scale_embeddings=True, use_bias=True,
                  embeddings_initializer="uniform", kernel_initializer="glorot_uniform",
                  output_kernel_initializer=None, *, block_class, block_options=None,
-                 **kwargs):
+                 embedding=None, **kwargs):
         super().__init__(**kwargs)
         check_positive("num_layers", num_layers)
         self.num_layers = num_layers
@@ -80,7 +84,7 @@ class TransformerStack(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.output_kernel_initializer = keras.initializers.get(
             output_kernel_initializer or kernel_initializer)
-        self.embedding = TokenAndPositionEmbedding(
+        self.embedding = embedding or TokenAndPositionEmbedding(
             vocab_size, d_model, maximum_position_encoding, position_encoding=position_encoding,
             scale_embeddings=scale_embeddings, dropout=dropout_rate,
             embeddings_initializer=self.embeddings_initializer, name="embedding",
@@ -109,7 +113,8 @@ class TransformerStack(keras.layers.Layer):
         """Builds every sublayer; `context` = the blocks' other input shapes (Keras wants
         `build`'s arguments to be `call`'s, so each subclass's `build` names its own)."""
         hidden_shape = tuple(token_ids_shape) + (self.d_model,)
-        self.embedding.build(token_ids_shape)
+        if not self.embedding.built:  # a shared embedding may be built by the other stack
+            self.embedding.build(token_ids_shape)
         for block in self.blocks:
             block.build(hidden_shape, *context)
         if self.final_norm is not None:
@@ -161,7 +166,7 @@ class TransformerStack(keras.layers.Layer):
         self._recompute = bool(value)
 
     def call_with_cache(self, token_ids, cache, cache_index, padding_mask=None, positions=None,
-                        **context):
+                        block_inputs=None, **context):
         """Runs t new tokens against the key/value cache: -> ((B, t, D), cache).
 
         Args:
@@ -174,16 +179,20 @@ class TransformerStack(keras.layers.Layer):
             padding_mask: optional bool (B, T_max) over cache slots, False for slots
                 never to be attended (left padding).
             positions: optional int (t,) or (B, t); default cache_index + range(t).
+            block_inputs: optional {argument name: a sequence of L values}, block i getting
+                value i (each layer's own precomputed cross-attention keys and values).
             **context: as in `call`.
         """
         if positions is None:
             positions = cache_index + tf.range(tf.shape(token_ids)[1])  # (t,)
         x = self.embedding(token_ids, positions=positions)  # (B, t, D)
         new_cache = []
-        for block, block_cache in zip(self.blocks, cache):
+        block_inputs = block_inputs or {}
+        for i, (block, block_cache) in enumerate(zip(self.blocks, cache)):
+            own = {name: values[i] for name, values in block_inputs.items()}
             x, block_cache = block.call_with_cache(x, block_cache, cache_index,
                                                    padding_mask=padding_mask,
-                                                   positions=positions, **context)
+                                                   positions=positions, **context, **own)
             new_cache.append(block_cache)
         return self._normalize_output(x), tuple(new_cache)  # (B, t, D), L × (B, 2, H, T_max, Dh)
 

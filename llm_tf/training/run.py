@@ -261,7 +261,7 @@ def lm_job(model_config: ModelConfig, data_config: DataConfig, train_config: Tra
 
     return Job(config=RunConfig(model_config, data_config, train_config, task=task),
                tokenizer=tokenizer, build_model=build_model, build_data=build_data,
-               sampler=sampler)
+               label_smoothing=train_config.label_smoothing, sampler=sampler)
 
 
 def train(model_config: ModelConfig, data_config: DataConfig, train_config: TrainConfig,

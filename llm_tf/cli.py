@@ -7,6 +7,7 @@
     llm-tf prepare   ...  -> llm_tf.commands.prepare.main
     llm-tf import-hf ...  -> llm_tf.commands.import_hf.main
     llm-tf export-hf ...  -> llm_tf.commands.export_hf.main
+    llm-tf finetune  ...  -> llm_tf.commands.finetune.main
 
 Every subcommand's `main(argv) -> int` returns 0 on success and 2 on bad input,
 after printing a one-line error (no traceback); see `llm_tf.commands.common`.
@@ -29,6 +30,8 @@ COMMANDS = {
                   "import a GPT-2-family Hugging Face checkpoint as a run directory"),
     "export-hf": ("llm_tf.commands.export_hf",
                   "export a run directory as a Hugging Face GPT-2 checkpoint"),
+    "finetune": ("llm_tf.commands.finetune",
+                 "adapt a pre-trained run to a task: classify, instruct or lm"),
 }
 
 USAGE = "usage: llm-tf {" + ",".join(COMMANDS) + "} [options]   (llm-tf COMMAND --help)\n" + \

@@ -1,5 +1,6 @@
-"""`llm-tf export RUN_DIR [OUT_DIR] [--no-xla]`: a run directory as a string-to-string
-SavedModel."""
+"""`llm-tf export RUN_DIR [OUT_DIR] [--no-xla]`: a run directory as a SavedModel that takes
+strings (a language model's generates strings; a classifier's returns labels and
+probabilities)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     from llm_tf.export import README_ASSET, SIGNATURES, export_run
+    from llm_tf.export.classifier import SIGNATURES as CLASSIFIER_SIGNATURES
     from llm_tf.rundir import RunDir
 
-    out = export_run(RunDir.open(args.run_dir), args.out_dir, jit_compile=not args.no_xla)
-    print(f"Exported to {out}  (signatures: {', '.join(SIGNATURES)}; "
+    run_dir = RunDir.open(args.run_dir)
+    out = export_run(run_dir, args.out_dir, jit_compile=not args.no_xla)
+    task = run_dir.read_config().task
+    signatures = CLASSIFIER_SIGNATURES if task == "classify" else SIGNATURES
+    print(f"Exported to {out}  (signatures: {', '.join(signatures)}; "
           f"see {out / 'assets' / README_ASSET})")
     return 0
 

@@ -87,13 +87,14 @@ def _main(argv) -> int:
     from llm_tf.training.loop import TrainingDiverged
 
     if args.resume:
-        plan = resumed_plan(args.run_dir, args.from_run, args.task, args.method, fields)
+        plan = resumed_plan(args.run_dir, args.from_run, args.task, args.method, fields,
+                            epochs=args.epochs)
     else:
         plan = new_plan(args.from_run, args.task, args.data, args.run_dir,
                         eval_data=args.eval_data, method=args.method or "full",
-                        overwrite=args.overwrite, fields=fields)
+                        overwrite=args.overwrite, fields=fields, epochs=args.epochs)
     try:
-        run = run_plan(plan, epochs=args.epochs, stop_at=args.stop_at,
+        run = run_plan(plan, stop_at=args.stop_at,
                        sample=not args.no_sample)
     except TrainingDiverged as error:
         print(f"llm-tf: training diverged: {error}", file=sys.stderr)

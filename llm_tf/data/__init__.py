@@ -14,8 +14,8 @@
   `ordered_batches` (`examples.py`).
 """
 
-from llm_tf.data.corpora import FileCorpus, TextCorpus, builtin_text, load_corpus
 from llm_tf.data.classification import LabelledTexts, encode_texts, read_labelled_texts
+from llm_tf.data.corpora import FileCorpus, TextCorpus, builtin_text, load_corpus
 from llm_tf.data.corpus import BUILTIN, Corpus, DataError, DataFileNotFoundError
 from llm_tf.data.examples import (
     epoch_steps,

@@ -58,8 +58,11 @@ def default_config(task: str, method: str, pretrained: RunConfig, from_run: str,
     model = pretrained.model
     context = (min(source_data.context_length, model.max_length) if task == "lm"
                else model.max_length)
+    # Files by their absolute path: a resumed run may start in another working directory.
+    data, eval_data = (os.path.abspath(p) if p and os.path.exists(p) else p
+                       for p in (data, eval_data or ""))
     data_config = source_data.replace(
-        source=data, eval_source=eval_data or "", context_length=context,
+        source=data, eval_source=eval_data, context_length=context,
         batch_size=BATCH_SIZE.get(task, source_data.batch_size))
     learning_rate = LEARNING_RATES[(task, method)]
     train_config = source_train.replace(

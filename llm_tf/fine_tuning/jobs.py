@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import tensorflow as tf
+
 from llm_tf.data import (
     encode_instructions,
     encode_texts,
@@ -138,7 +140,11 @@ def instruct_sampler(prompts, max_new_tokens: int):
 
     def make(model, tokenizer):
         generator = Generator(model, tokenizer, compile="graph")
-        new_tokens = min(max_new_tokens, model.config.max_length - 1)
+        # Room for the whole longest prompt: a prompt cut to fit the new tokens loses the
+        # question, and an answer ends at EOS well before `max_new_tokens` anyway.
+        longest = max((len(row) for row in
+                       tokenizer.encode(tf.constant(list(prompts))).to_list()), default=0)
+        new_tokens = max(1, min(max_new_tokens, model.config.max_length - longest))
 
         def sample(step: int) -> str:
             answers = generator.generate(list(prompts), new_tokens)

@@ -7,8 +7,9 @@
 The flow (`llm-tf finetune` runs the same, with its fields given as text):
 
     plan:  --from run checked (pretrained.py) -> starting configs (defaults.py)
-           -> the caller's fields -> the run directory (new, or resumed)
-    run:   data read, classes learned (classify) -> steps from epochs, schedule
+           -> the caller's fields -> the data read and checked, classes learned
+           (classify) -> the run directory (new, or resumed): bad input changes nothing
+    run:   steps from epochs, schedule
            -> the task's Job (jobs.py) -> run_job: checkpoints, metrics.jsonl, weights
 
 What may be set: every field of `DataConfig`, `TrainConfig` and `FinetuneConfig` except
@@ -25,6 +26,7 @@ from typing import Optional
 from llm_tf.config import DataConfig, FinetuneConfig, ModelConfig, TrainConfig
 from llm_tf.data import (
     epoch_steps,
+    load_corpus,
     read_instructions,
     read_labelled_texts,
     split_held_out,
@@ -78,6 +80,9 @@ class Plan:
         pretrained: the `--from` run (None when a resumed run was not given one).
         resume: continue the run in `run_dir`.
         explicit: the fields the user set (kept as set, not derived from the run's length).
+        examples: the task's training and evaluation examples (`read_examples`).
+        epochs: the run's length in passes over the examples (None: the default, or
+            `steps`).
     """
 
     config: RunConfig
@@ -85,10 +90,54 @@ class Plan:
     pretrained: Optional[Pretrained]
     resume: bool
     explicit: frozenset = frozenset()
+    examples: Optional["Examples"] = None
+    epochs: Optional[float] = None
+
+
+@dataclasses.dataclass
+class Examples:
+    """The examples of a classify or instruct run (an lm run reads its corpus as it trains).
+
+    Attributes:
+        train, eval: `LabelledTexts` or `InstructionPairs`.
+        eval_name: "evaluation" (from --eval-data) or "held-out" (split from --data).
+        labels: the classes (classify), learned from the training file.
+    """
+
+    train: object
+    eval: object
+    eval_name: str
+    labels: tuple = ()
+
+
+def read_examples(config: RunConfig, resume: bool = False) -> Optional[Examples]:
+    """The training and evaluation examples `config.data` names (None for task "lm", whose
+    corpus is only checked to exist); every bad line is a `ValueError` naming it.
+
+    A new classifier learns its classes from the training file; a resumed one keeps its own
+    (a class missing from the file then is an error, not a silently smaller head)."""
+    data, task = config.data, config.task
+    if task == "lm":
+        load_corpus(data.source)
+        return None
+    if task == "classify":
+        train = read_labelled_texts(data.source, config.finetune.labels if resume else None)
+        evaluation = (read_labelled_texts(data.eval_source, train.names)
+                      if data.eval_source else None)
+        labels = train.names
+    else:
+        train = read_instructions(data.source)
+        evaluation = read_instructions(data.eval_source) if data.eval_source else None
+        labels = ()
+    if evaluation is not None:
+        return Examples(train, evaluation, "evaluation", labels)
+    train, evaluation = split_held_out(train, data.val_fraction, data.seed)
+    return Examples(train, evaluation, "held-out", labels)
 
 
 def new_plan(from_run, task, data, run_dir, *, eval_data: str = "", method: str = "full",
-             overwrite: bool = False, fields: Optional[dict] = None) -> Plan:
+             overwrite: bool = False, fields: Optional[dict] = None,
+             epochs: Optional[float] = None) -> Plan:
     """The plan of a new run: the `--from` run checked, its defaults with `fields` set, then
     `run_dir` created (`RunDir.create`), so that bad input leaves nothing behind."""
     check_task(task)
@@ -98,12 +147,14 @@ def new_plan(from_run, task, data, run_dir, *, eval_data: str = "", method: str 
     config = defaults.default_config(task, method, pretrained.config, from_run, data,
                                      eval_data)
     config = with_fields(config, fields or {}, resume=False)
+    check_length(config, epochs, fields or ())
+    examples = read_examples(config)  # before the directory: bad data leaves a run untouched
     return Plan(config, RunDir.create(run_dir, overwrite), pretrained, resume=False,
-                explicit=frozenset(fields or ()))
+                explicit=frozenset(fields or ()), examples=examples, epochs=epochs)
 
 
 def resumed_plan(run_dir, from_run=None, task=None, method=None,
-                 fields: Optional[dict] = None) -> Plan:
+                 fields: Optional[dict] = None, epochs: Optional[float] = None) -> Plan:
     """The plan that continues the fine-tuned run in `run_dir` (its saved configs, `fields`
     set); a `from_run`, `task` or `method` given must be the run's own."""
     run_dir = RunDir.resume(run_dir)
@@ -125,7 +176,9 @@ def resumed_plan(run_dir, from_run=None, task=None, method=None,
         pretrained = open_pretrained(from_run)
         check_same_tokenizer(run_dir, pretrained)
     config = with_fields(config, fields or {}, resume=True)
-    return Plan(config, run_dir, pretrained, resume=True, explicit=frozenset(fields or ()))
+    check_length(config, epochs, fields or ())
+    return Plan(config, run_dir, pretrained, resume=True, explicit=frozenset(fields or ()),
+                examples=read_examples(config, resume=True), epochs=epochs)
 
 
 def with_fields(config: RunConfig, fields: dict, resume: bool = False) -> RunConfig:
@@ -153,12 +206,9 @@ def check_task(task) -> None:
                          f"--task {task!r}")
 
 
-def run_plan(plan: Plan, *, epochs: Optional[float] = None, stop_at: Optional[int] = None,
-             strategy=None, stream=None, tty: Optional[bool] = None,
-             sample: bool = True) -> TrainRun:
-    """Reads the data, settles the classes and the steps, and trains (`run_job`)."""
-    config, resume = plan.config, plan.resume
-    task, data = config.task, config.data
+def check_length(config: RunConfig, epochs: Optional[float], explicit=()) -> None:
+    """The context fits the model, and the run's length is given at most once, sensibly."""
+    data, task = config.data, config.task
     if data.context_length > config.model.max_length:
         raise ValueError(f"`context_length`={data.context_length} is longer than the "
                          f"pre-trained model's `max_length`={config.model.max_length}.")
@@ -166,28 +216,30 @@ def run_plan(plan: Plan, *, epochs: Optional[float] = None, stop_at: Optional[in
         if task == "lm":
             raise ValueError("--epochs counts passes over examples (classify, instruct); "
                              "continued pre-training (--task lm) takes --steps.")
-        if "steps" in plan.explicit:
+        if "steps" in explicit:
             raise ValueError("--epochs and --steps both set the run's length: give one.")
         if not (isinstance(epochs, (int, float)) and epochs > 0):
             raise ValueError(f"--epochs must be a positive number. Received: {epochs!r}")
+
+
+def run_plan(plan: Plan, *, stop_at: Optional[int] = None,
+             strategy=None, stream=None, tty: Optional[bool] = None,
+             sample: bool = True) -> TrainRun:
+    """Settles the classes and the steps from the plan's examples, and trains (`run_job`)."""
+    config, resume = plan.config, plan.resume
+    task, data = config.task, config.data
+    epochs = plan.epochs
     tokenizer = (load_tokenizer(plan.run_dir.tokenizer_dir) if resume
                  else plan.pretrained.tokenizer)
 
+    examples = plan.examples
     train_set = eval_set = None
-    if task == "classify":
-        train_set = read_labelled_texts(data.source, config.finetune.labels if resume else None)
-        config = dataclasses.replace(config, finetune=config.finetune.replace(
-            labels=train_set.names))
-        if data.eval_source:
-            eval_set = read_labelled_texts(data.eval_source, train_set.names)
-    elif task == "instruct":
-        train_set = read_instructions(data.source)
-        if data.eval_source:
-            eval_set = read_instructions(data.eval_source)
     eval_name = "evaluation"
-    if train_set is not None and eval_set is None:
-        train_set, eval_set = split_held_out(train_set, data.val_fraction, data.seed)
-        eval_name = "held-out"
+    if examples is not None:
+        train_set, eval_set, eval_name = examples.train, examples.eval, examples.eval_name
+    if task == "classify":
+        config = dataclasses.replace(config, finetune=config.finetune.replace(
+            labels=examples.labels))
 
     train = config.train
     epoch = epoch_steps(len(train_set), data.batch_size, 1) if train_set is not None else 0
@@ -244,12 +296,13 @@ def finetune(from_run=None, task=None, data=None, run_dir=None, *, eval_data: st
         a `TrainRun` (run directory, trained model, tokenizer, the loop's result).
     """
     if resume:
-        plan = resumed_plan(run_dir, from_run, task, method, fields)
+        plan = resumed_plan(run_dir, from_run, task, method, fields, epochs=epochs)
     else:
         if from_run is None or task is None or run_dir is None:
             raise ValueError("finetune needs from_run, task, data and run_dir (or resume=True "
                              "with run_dir).")
         plan = new_plan(from_run, task, data, run_dir, eval_data=eval_data,
-                        method=method or "full", overwrite=overwrite, fields=fields)
-    return run_plan(plan, epochs=epochs, stop_at=stop_at, strategy=strategy, stream=stream,
+                        method=method or "full", overwrite=overwrite, fields=fields,
+                        epochs=epochs)
+    return run_plan(plan, stop_at=stop_at, strategy=strategy, stream=stream,
                     tty=tty, sample=sample)

@@ -72,14 +72,17 @@ class ClassifierScorer:
         labels: int (N,) class ids.
         batch_size: texts per forward pass (memory, not the result).
 
-    `scorer()` -> {"accuracy", "macro_f1"}; `scorer.probabilities()` -> float32 (N, C);
-    `scorer.evaluate()` adds "loss" (mean cross-entropy) and "examples".
+    `scorer()` -> {"accuracy", "macro_f1", "majority_accuracy"}; `scorer.probabilities()`
+    -> float32 (N, C); `scorer.evaluate()` adds "loss" (mean cross-entropy) and "examples".
+    "majority_accuracy" is the share of the most frequent class among the texts: what
+    always answering it would score, the bar an accuracy must clear on imbalanced classes.
     """
 
     def __init__(self, model, token_ids, labels, batch_size: int):
         self.model = model
         self.labels = np.asarray(labels)
         self.count = len(self.labels)
+        self.majority = float(np.bincount(self.labels).max() / self.count) if self.count else 0.0
         self.batches = ordered_batches((np.asarray(token_ids, np.int32),), batch_size,
                                        (model.pad_id,))
         self._forward = tf.function(lambda ids: tf.nn.softmax(model(ids, training=False)))
@@ -90,7 +93,8 @@ class ClassifierScorer:
 
     def __call__(self) -> dict:
         predictions = self.probabilities().argmax(axis=-1)
-        return classification_scores(self.labels, predictions, self.model.num_classes)
+        return {**classification_scores(self.labels, predictions, self.model.num_classes),
+                "majority_accuracy": self.majority}
 
     def evaluate(self) -> dict:
         probabilities = self.probabilities()
@@ -98,7 +102,8 @@ class ClassifierScorer:
                                        self.model.num_classes)
         picked = probabilities[np.arange(self.count), self.labels]
         loss = float(-np.log(np.maximum(picked, np.finfo(np.float32).tiny)).mean())
-        return {**scores, "loss": loss, "examples": self.count}
+        return {**scores, "majority_accuracy": self.majority, "loss": loss,
+                "examples": self.count}
 
 
 def evaluate_instructions(model, tokenizer, encoded, prompts, responses, batch_size: int,

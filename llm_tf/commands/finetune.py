@@ -112,8 +112,11 @@ def _main(argv) -> int:
             print(f"llm-tf: export failed ({type(error).__name__}: {reason}); the run is saved: "
                   f"retry with `llm-tf export {run.run_dir}`", file=sys.stderr)
             status = 1
-    scores = "".join(f", {name} {result.metrics[name]:.4f}" for name in ("accuracy", "macro_f1")
-                     if (result.metrics or {}).get(name) is not None)
+    metrics = result.metrics or {}
+    scores = "".join(f", {name} {metrics[name]:.4f}" for name in ("accuracy", "macro_f1")
+                     if metrics.get(name) is not None)
+    if metrics.get("majority_accuracy") is not None:
+        scores += f" (majority class {metrics['majority_accuracy']:.4f})"
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     where = (f"weights in {run.run_dir}" if finished else
              f"paused; continue with --resume --run-dir {run.run_dir}")

@@ -10,11 +10,12 @@ and XLA. What fine-tuning changes:
   steps, a quarter of the tiny preset's pre-training.
 * **Learning rate.** Fine-tuning moves weights that already work, so it uses less than
   pre-training's peak: BERT 2e-5–5e-5 for a 110 M-parameter model pre-trained at 1e-4;
-  nanoGPT's `finetune_shakespeare` 3e-5 (GPT-2 XL, pre-trained at 1.5e-4/6e-4). Small
-  models take larger rates; the values below were chosen on the spam task with the `tiny`
-  preset (the sweep is in docs/fine-tuning.md). A head on frozen features can take a rate
-  ten times larger, and LoRA's adapters too (the LoRA paper tunes them 10× above full
-  fine-tuning: 4e-4–5e-4 against RoBERTa's 1e-5–3e-5).
+  nanoGPT's `finetune_shakespeare` 3e-5 (GPT-2 XL, pre-trained at 1.5e-4/6e-4): a third to a
+  twentieth of the pre-training peak. Small models take larger rates: for the `tiny` preset
+  (pre-trained at 1e-3) full fine-tuning defaults to 3e-4, a third of it. A head on frozen
+  features can take a rate ten times larger, and LoRA's adapters too (the LoRA paper tunes
+  them 10× above full fine-tuning: 4e-4–5e-4 against RoBERTa's 1e-5–3e-5).
+  docs/fine-tuning.md reports what each default gives on the spam task.
 * **Schedule.** Linear warm-up over the first 10% of steps (BERT; RoBERTa 6%), then the
   cosine decay the pre-training used, to a tenth of the peak (nanoGPT's floor). Continued
   pre-training keeps a constant rate (nanoGPT's finetune: `decay_lr = False`).

@@ -35,6 +35,9 @@ _LAZY = {
     "load": "llm_tf.saving",
     "Generator": "llm_tf.generation",
     "export_run": "llm_tf.export",
+    "fine_tuning": "llm_tf.fine_tuning",
+    "finetune": "llm_tf.fine_tuning",
+    "TransformerClassifier": "llm_tf.models",
 }
 
 __all__ = ["PRESETS", "DataConfig", "ModelConfig", "TrainConfig", "get_preset", *_LAZY]

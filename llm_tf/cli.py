@@ -8,6 +8,7 @@
     llm-tf import-hf ...  -> llm_tf.commands.import_hf.main
     llm-tf export-hf ...  -> llm_tf.commands.export_hf.main
     llm-tf translate ...  -> llm_tf.commands.translate.main
+    llm-tf finetune  ...  -> llm_tf.commands.finetune.main
 
 Every subcommand's `main(argv) -> int` returns 0 on success and 2 on bad input,
 after printing a one-line error (no traceback); see `llm_tf.commands.common`.
@@ -31,6 +32,8 @@ COMMANDS = {
     "export-hf": ("llm_tf.commands.export_hf",
                   "export a run directory as a Hugging Face GPT-2 checkpoint"),
     "translate": ("llm_tf.commands.translate", "translate sentences with a translation run"),
+    "finetune": ("llm_tf.commands.finetune",
+                 "adapt a pre-trained run to a task: classify, instruct or lm"),
 }
 
 USAGE = "usage: llm-tf {" + ",".join(COMMANDS) + "} [options]   (llm-tf COMMAND --help)\n" + \

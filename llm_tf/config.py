@@ -3,6 +3,7 @@
 * :class:`ModelConfig` — the architecture (what `TransformerLM` is built from).
 * :class:`DataConfig`  — where text comes from, how it is tokenized and batched.
 * :class:`TrainConfig` — optimizer, schedule, loop cadence, precision.
+* :class:`FinetuneConfig` — how a fine-tuned run starts from a pre-trained one (§2.2.2).
 
 They are frozen dataclasses: printable, comparable, and written to `config.json`
 next to every checkpoint so that any run can be reproduced and any checkpoint
@@ -43,11 +44,21 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # training an imported model keeps its tokenizer.
 TOKENIZERS = ("char", "byte", "wordpiece", "sentencepiece")
 PRETRAINED_TOKENIZERS = ("gpt2",)
-# What a run trains its model to do (`RunConfig.task`, `llm_tf.rundir`): "lm" pre-trains a
-# decoder-only language model; "translation" trains the encoder-decoder `Transformer` on
-# source<TAB>target pairs (llm_tf/translation.py); others are added by the modules that
-# implement them.
-TASKS = ("lm", "translation")
+# What a run trains its model to do (`RunConfig.task`, `llm_tf.rundir`): "lm" pre-trains (or
+# continues pre-training) a decoder-only language model; "translation" trains the
+# encoder-decoder `Transformer` on source<TAB>target pairs (llm_tf/translation.py);
+# "classify" puts a classification head on a pre-trained language model; "instruct" tunes
+# one on prompt/response pairs (llm_tf/fine_tuning/).
+TASKS = ("lm", "translation", "classify", "instruct")
+# How a pre-trained model is adapted (§2.2.2): train everything, only a task head on frozen
+# features (feature extraction), or low-rank adapters (LoRA, Hu et al. 2021) plus the head.
+FINETUNE_METHODS = ("full", "frozen", "lora")
+# Which hidden state(s) a classifier reads: the last real token's, or the mean of all of them.
+POOLINGS = ("last", "mean")
+# The attention projections LoRA can adapt (`MultiHeadAttention`'s Dense layers).
+LORA_TARGETS = ("query", "key", "value", "attention_output")
+# Where the user's prompt goes in an instruction-tuning template.
+PROMPT_PLACEHOLDER = "{prompt}"
 
 
 class _Config:
@@ -264,6 +275,81 @@ class TrainConfig(_Config):
         if self.schedule == "noam" and self.warmup_steps == 0:
             raise ValueError("The 'noam' schedule needs `warmup_steps` > 0. "
                              f"Received: warmup_steps={self.warmup_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig(_Config):
+    """How a fine-tuned run starts from a pre-trained one, and what its task needs to know.
+
+    Written into the fine-tuned run's config.json (`RunConfig.finetune`), so the run records
+    which run it started from and how; see docs/fine-tuning.md for the defaults' sources.
+
+    Attributes:
+        from_run: the pre-trained run directory whose weights and tokenizer are the start.
+        pretrained_weights: False starts from random weights instead (same architecture,
+            tokenizer and steps): the baseline that shows what pre-training brings.
+        method: "full" (every weight trains), "frozen" (the pre-trained stack is fixed and
+            only the task head trains: feature extraction) or "lora" (low-rank adapters on
+            `lora_targets` and the task head train; merged into the weights on save).
+        pooling: "classify": the features the head reads, the hidden state of the last real
+            token ("last": with causal attention the only position that has read the whole
+            text) or the mean over the real tokens ("mean").
+        lora_rank: r, the adapters' rank.
+        lora_alpha: α; the adapters' update is scaled by α / r.
+        lora_targets: comma-separated attention projections to adapt, from
+            `LORA_TARGETS` (the LoRA paper adapts query and value).
+        labels: "classify": the class names, class id = position; learned from the
+            training file (sorted), not set by hand.
+        prompt_template: "instruct": the text around the user's prompt, with
+            `{prompt}` once; the response follows it. Generation applies it too.
+    """
+
+    from_run: str = ""
+    pretrained_weights: bool = True
+    method: str = "full"
+    pooling: str = "last"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: str = "query,value"
+    labels: tuple = ()
+    prompt_template: str = "Q: {prompt}\nA: "
+
+    def __post_init__(self):
+        require(isinstance(self.from_run, str) and self.from_run != "", "from_run",
+                self.from_run, "the pre-trained run directory")
+        require(isinstance(self.pretrained_weights, bool), "pretrained_weights",
+                self.pretrained_weights, "True or False")
+        check_choice("method", self.method, FINETUNE_METHODS)
+        check_choice("pooling", self.pooling, POOLINGS)
+        check_positive("lora_rank", self.lora_rank)
+        require(is_number(self.lora_alpha) and self.lora_alpha > 0, "lora_alpha",
+                self.lora_alpha, "a positive number")
+        targets = self.lora_target_names
+        require(bool(targets) and set(targets) <= set(LORA_TARGETS)
+                and len(set(targets)) == len(targets), "lora_targets", self.lora_targets,
+                f"distinct names from {', '.join(LORA_TARGETS)}, separated by commas")
+        # JSON has lists, not tuples: the same labels must compare equal after a round trip.
+        object.__setattr__(self, "labels", tuple(self.labels))
+        require(all(isinstance(n, str) and n.strip() == n and n and "\t" not in n
+                    for n in self.labels) and len(set(self.labels)) == len(self.labels),
+                "labels", self.labels, "distinct non-empty names without surrounding spaces")
+        require(isinstance(self.prompt_template, str)
+                and self.prompt_template.count(PROMPT_PLACEHOLDER) == 1, "prompt_template",
+                self.prompt_template, f"a text holding {PROMPT_PLACEHOLDER} exactly once")
+
+    @property
+    def lora_target_names(self) -> tuple:
+        return tuple(t.strip() for t in str(self.lora_targets).split(",") if t.strip())
+
+    def format_prompt(self, prompt: str) -> str:
+        """The user's prompt inside `prompt_template` (what an instruct model reads)."""
+        return apply_template(self.prompt_template, prompt)
+
+
+def apply_template(template: str, prompt: str) -> str:
+    """`template` with its `{prompt}` replaced by `prompt` (other braces are literal)."""
+    before, _, after = template.partition(PROMPT_PLACEHOLDER)
+    return before + prompt + after
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
     RUN_DIR/
       config.json       {"task": ..., "model": ModelConfig, "data": DataConfig,
-                         "train": TrainConfig}
+                         "train": TrainConfig, "finetune": FinetuneConfig (fine-tuned runs)}
       tokenizer/        the tokenizer's plain asset files (`Tokenizer.save`)
       checkpoints/      tf.train.CheckpointManager: model, optimizer, step (exact resume)
       metrics.jsonl     one JSON line per evaluation
@@ -37,6 +37,7 @@ from llm_tf._validation import check_choice
 from llm_tf.config import (
     TASKS,
     DataConfig,
+    FinetuneConfig,
     ModelConfig,
     TrainConfig,
     differences,
@@ -50,27 +51,33 @@ class RunDirectoryError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """The contents of `config.json`: the run's task and its three configs.
+    """The contents of `config.json`: the run's task and its configs.
 
     `task` (one of `config.TASKS`) says what the model was trained to do, and so
     which model class rebuilds it and which commands apply (`llm_tf.load`,
     `llm-tf export`, `llm-tf evaluate` read it). Files written before tasks
-    existed have none: they are "lm" runs.
+    existed have none: they are "lm" runs. `finetune` is present in runs that
+    started from a pre-trained run (`llm-tf finetune`): which one, and how.
     """
 
     model: ModelConfig
     data: Optional[DataConfig] = None
     train: Optional[TrainConfig] = None
     task: str = "lm"
+    finetune: Optional[FinetuneConfig] = None
 
     def __post_init__(self):
         check_choice("task", self.task, TASKS)
+        if self.task != "lm" and self.finetune is None:
+            raise ValueError(f"A {self.task!r} run starts from a pre-trained one: its config "
+                             "needs a `finetune` section (FinetuneConfig).")
 
     def to_dict(self) -> dict:
         sections = {name: None if value is None else value.to_dict()
                     for name, value in (("model", self.model), ("data", self.data),
                                         ("train", self.train))}
-        return {"task": self.task, **sections}
+        finetune = {} if self.finetune is None else {"finetune": self.finetune.to_dict()}
+        return {"task": self.task, **sections, **finetune}
 
 
 class RunDir(os.PathLike):
@@ -204,7 +211,9 @@ class RunDir(os.PathLike):
                 model=ModelConfig.from_dict(payload["model"]),
                 data=DataConfig.from_dict(payload["data"]) if payload.get("data") else None,
                 train=TrainConfig.from_dict(payload["train"]) if payload.get("train") else None,
-                task=payload.get("task", "lm"))
+                task=payload.get("task", "lm"),
+                finetune=(FinetuneConfig.from_dict(payload["finetune"])
+                          if payload.get("finetune") else None))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{str(self.config_file)!r} is not a valid llm_tf config: "
                              f"{error}") from None

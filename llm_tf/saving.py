@@ -17,7 +17,7 @@ import keras
 
 from llm_tf import weights as weight_files
 from llm_tf.config import DataConfig, ModelConfig, TrainConfig, differences, format_differences
-from llm_tf.models import Transformer, TransformerLM
+from llm_tf.models import Transformer, TransformerClassifier, TransformerLM
 from llm_tf.rundir import RunConfig, RunDir
 from llm_tf.tokenizers import load_tokenizer
 
@@ -47,13 +47,18 @@ class LoadedRun(NamedTuple):
 def build_model(config: RunConfig, dtype=None) -> keras.Model:
     """The model that a run of `config.task` trains, unbuilt, from the run's configs.
 
-    "lm": `TransformerLM(config.model)`; "translation": the encoder–decoder
-    `Transformer.from_model_config(config.model)`.
+    "lm", "instruct": `TransformerLM(config.model)`; "translation": the encoder–decoder
+    `Transformer.from_model_config(config.model)`; "classify":
+    `TransformerClassifier(config.model, len(labels), pooling)` (a LoRA run's weights file is
+    already merged: it loads into the plain model).
     """
-    if config.task == "lm":
+    if config.task in ("lm", "instruct"):
         return TransformerLM(config.model, dtype=dtype)
     if config.task == "translation":
         return Transformer.from_model_config(config.model, dtype=dtype)
+    if config.task == "classify":
+        return TransformerClassifier(config.model, len(config.finetune.labels),
+                                     config.finetune.pooling, dtype=dtype)
     raise ValueError(f"No model is known for task {config.task!r}.")
 
 

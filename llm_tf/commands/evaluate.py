@@ -3,19 +3,26 @@
     llm-tf evaluate --run runs/tiny --data held_out.txt
     {"loss": 1.52, "perplexity": 4.57, "tokens": 112000}
 
-What is measured follows the run's task (its config.json): a language model ("lm")
-reports its cross-entropy per token and perplexity over the whole text (`--data`
-takes the same sources as `llm-tf train --data`). A translator ("translation")
-translates every source of a `source<TAB>target` file and reports corpus BLEU and
-chrF against the targets (sacrebleu, default settings), writing its translations,
-one a line, to `--hypotheses` (default RUN_DIR/hypotheses/TEST-beamN.txt):
+What is measured follows the run's task (its config.json):
 
-    llm-tf evaluate --run runs/de-en --data de-en.test.tsv --beam-size 4
-    {"bleu": 21.3, "chrf": 45.1, "sentences": 1000, "beam_size": 4, "length_penalty": 0.6,
-     "hypotheses": "runs/de-en/hypotheses/de-en.test-beam4.txt"}
+* "lm": cross-entropy per token and perplexity over the whole text (`--data` takes the
+  same sources as `llm-tf train --data`);
+* "translation": every source of a `source<TAB>target` file translated, corpus BLEU and
+  chrF against the targets (sacrebleu, default settings); the translations, one a line,
+  go to `--hypotheses` (default RUN_DIR/hypotheses/TEST-beamN.txt):
 
-The scoring itself lives in `llm_tf.evaluation`; this command reads the run, checks
-the input and prints.
+      llm-tf evaluate --run runs/de-en --data de-en.test.tsv --beam-size 4
+      {"bleu": 21.3, "chrf": 45.1, "sentences": 1000, "beam_size": 4, "length_penalty": 0.6,
+       "hypotheses": "runs/de-en/hypotheses/de-en.test-beam4.txt"}
+
+* "classify": accuracy and macro-F1 (what the run's metrics.jsonl records) and the mean
+  cross-entropy on `label<TAB>text` lines; a label the run never saw is refused;
+* "instruct": cross-entropy per response token and perplexity (prompts carry no loss, as
+  in training), and the share of greedy answers equal to the reference, on
+  `prompt<TAB>response` lines.
+
+The scoring itself lives in `llm_tf.evaluation`; this command reads the run, checks the
+input and prints.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ def build_parser() -> OneLineParser:
                            description="Score a trained run on held-out data; prints one JSON "
                                        "line.")
     parser.add_argument("--run", required=True, metavar="RUN_DIR",
-                        help="run directory written by llm-tf train")
+                        help="run directory written by llm-tf train or llm-tf finetune")
     parser.add_argument("--data", required=True, metavar="TEST",
                         help="held-out data, in the form the run's task reads")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -62,6 +69,10 @@ def _main(argv) -> int:
         scores = _evaluate_language_model(run_dir, config, args)
     elif config.task == "translation":
         scores = _evaluate_translation(run_dir, args)
+    elif config.task == "classify":
+        scores = _evaluate_classifier(run_dir, config, args)
+    elif config.task == "instruct":
+        scores = _evaluate_instructions(run_dir, config, args)
     else:
         raise UsageError(f"llm-tf evaluate does not know how to score a {config.task!r} run.")
     print(json.dumps(scores))
@@ -103,6 +114,40 @@ def _evaluate_translation(run_dir, args) -> dict:
                     encoding="utf-8")
     return {**scores, "beam_size": args.beam_size, "length_penalty": args.length_penalty,
             "hypotheses": str(path)}
+
+
+def _evaluate_classifier(run_dir, config, args) -> dict:
+    from llm_tf.data import encode_texts, read_labelled_texts
+    from llm_tf.evaluation import ClassifierScorer
+    from llm_tf.saving import load
+
+    examples = read_labelled_texts(args.data, config.finetune.labels)
+    run = load(run_dir)
+    length = config.data.context_length if config.data else config.model.max_length
+    token_ids, _ = encode_texts(run.tokenizer, examples.texts, length)
+    batch_size = args.batch_size or (config.data.batch_size if config.data else 32)
+    return ClassifierScorer(run.model, token_ids, examples.labels, batch_size).evaluate()
+
+
+def _evaluate_instructions(run_dir, config, args) -> dict:
+    import numpy as np
+
+    from llm_tf.data import encode_instructions, read_instructions
+    from llm_tf.evaluation import evaluate_instructions
+    from llm_tf.saving import load
+
+    pairs = read_instructions(args.data)
+    run = load(run_dir)
+    finetune, max_length = config.finetune, config.model.max_length
+    length = config.data.context_length if config.data else max_length
+    encoded = encode_instructions(run.tokenizer, pairs, finetune.format_prompt, length)
+    # Room for the longest reference answer and its EOS (the prompt keeps a token).
+    longest = int(np.max(run.tokenizer.encode(list(pairs.responses)).row_lengths()))
+    batch_size = args.batch_size or (config.data.batch_size if config.data else 32)
+    return evaluate_instructions(run.model, run.tokenizer, encoded,
+                                 [finetune.format_prompt(p) for p in pairs.prompts],
+                                 pairs.responses, batch_size,
+                                 max_new_tokens=min(longest + 1, max_length - 1))
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,6 @@
-"""`llm-tf export RUN_DIR [OUT_DIR] [--no-xla]`: a run directory as a string-to-string
-SavedModel (a generator for a language model, a translator for a translation run)."""
+"""`llm-tf export RUN_DIR [OUT_DIR] [--no-xla]`: a run directory as a SavedModel that takes
+strings (a language model's generates text, a translator's translates, a classifier's
+returns labels and probabilities)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from llm_tf.commands.common import OneLineParser, run_main
 def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog="llm-tf export",
-        description="Export a run directory as a string-to-string SavedModel "
+        description="Export a run directory as a SavedModel that takes strings "
                     "(loadable with TensorFlow alone).")
     parser.add_argument("run_dir", help="run directory (config.json, tokenizer/, weights)")
     parser.add_argument("out_dir", nargs="?", default=None,

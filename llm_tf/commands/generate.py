@@ -7,7 +7,10 @@
 With `--run` and one sample, the text appears as it is made (one cached step per
 token); otherwise all samples are generated in one batch by the compiled loop
 (or the SavedModel) and printed when done. Each sample is printed as prompt
-followed by its continuation.
+followed by its continuation. An instruction-tuned run (`llm-tf finetune --task
+instruct`) reads each prompt inside its template (config.json's
+`finetune.prompt_template`) and stops at the end of its answer (EOS), in memory and in
+its export alike.
 """
 
 from __future__ import annotations
@@ -72,17 +75,25 @@ def _main(argv) -> int:
     if args.saved_model:
         import tensorflow as tf
 
+        from llm_tf.config import apply_template
         from llm_tf.export import load_saved_model
         loaded = load_saved_model(args.saved_model)
         max_new = _max_new_tokens(args.max_new_tokens, int(loaded.max_length.numpy()))
         _report_seed(args, sampling)
         texts = loaded.generate(tf.constant(rows), tf.constant(max_new), *sampling.tensors())
-        _print_samples(rows, [t.decode("utf-8", errors="replace") for t in texts.numpy()],
+        template = _exported_template(loaded)  # an instruct export applies it in the graph
+        shown = rows if template is None else [apply_template(template, r) for r in rows]
+        _print_samples(shown, [t.decode("utf-8", errors="replace") for t in texts.numpy()],
                        args.num_samples)
         return 0
 
     from llm_tf.saving import load
     run = load(args.run, weights=args.weights)
+    if run.config.task == "classify":
+        raise ValueError(f"{args.run!r} is a classifier: it does not generate text (score it "
+                         "with `llm-tf evaluate`, or export it and call `classify`).")
+    if run.config.task == "instruct":  # the prompt inside the template the run learned
+        rows = [run.config.finetune.format_prompt(p) for p in rows]
     max_new = _max_new_tokens(args.max_new_tokens, run.model.config.max_length)
     _report_seed(args, sampling)
     parameters = dict(temperature=sampling.temperature, top_k=sampling.top_k,
@@ -97,6 +108,17 @@ def _main(argv) -> int:
     generator = Generator(run.model, run.tokenizer)
     _print_samples(rows, generator.generate(rows, max_new, **parameters), args.num_samples)
     return 0
+
+
+def _exported_template(loaded):
+    """The prompt template an instruction-tuned export applies, or None."""
+    import json
+
+    asset = getattr(loaded, "model_config", None)
+    if asset is None:
+        return None
+    with open(asset.asset_path.numpy().decode("utf-8"), encoding="utf-8") as f:
+        return json.load(f).get("prompt_template")
 
 
 def _report_seed(args, sampling: Sampling) -> None:

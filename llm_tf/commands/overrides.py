@@ -77,17 +77,29 @@ def apply_overrides(configs: dict, overrides: dict[str, str], extra_names=(),
         command: named in the hint of an unknown-option error.
     """
     index = field_index(classes)
+    values = typed_values(overrides, extra_names, classes, command)
     changes: dict = {name: {} for name in classes}
+    for key, value in values.items():
+        for config_name, _ in index[key]:
+            changes[config_name][key] = value
+    return {name: configs[name].replace(**changes[name]) if changes[name] else configs[name]
+            for name in classes}
+
+
+def typed_values(overrides: dict[str, str], extra_names=(), classes: dict = CONFIGS,
+                 command: str = "llm-tf train") -> dict:
+    """{field: value converted to the field's type}; an unknown field is a UsageError naming
+    the close matches (arguments as `apply_overrides`)."""
+    index = field_index(classes)
+    values = {}
     for key, text in overrides.items():
         if key not in index:
             known = sorted(index) + [n.replace("_", "-") for n in extra_names]
             close = difflib.get_close_matches(key, known, n=3)
             hint = f" Did you mean {', '.join('--' + c for c in close)}?" if close else ""
             raise UsageError(f"unknown option --{key}.{hint} ({command} --help lists them)")
-        for config_name, field in index[key]:
-            changes[config_name][key] = convert(key, text, field.type)
-    return {name: configs[name].replace(**changes[name]) if changes[name] else configs[name]
-            for name in classes}
+        values[key] = convert(key, text, index[key][0][1].type)
+    return values
 
 
 def fields_help(classes: dict = CONFIGS) -> str:

@@ -39,9 +39,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import tensorflow as tf
 
+from llm_tf.config import PROMPT_PLACEHOLDER
 from llm_tf.export.files import (
     CONFIG_ASSET,
     README_ASSET,
@@ -90,7 +92,7 @@ to stderr); an empty prompt starts from BOS; rows stop at EOS.
 
 Model: {config}
 Special ids: PAD={pad_id}, UNK={unk_id}, BOS={bos_id}, EOS={eos_id}.
-"""
+{template}"""
 
 
 def _scalar_specs():
@@ -108,9 +110,13 @@ class GenerationModule(tf.Module):
         model: a `TransformerLM`.
         tokenizer: an llm_tf tokenizer (a `tf.Module` of TF ops).
         jit_compile: compile the decode loop with XLA (measured: several times faster on CPU).
+        prompt_template: an instruction-tuned run's template (`FinetuneConfig`): `generate`
+            puts each prompt inside it, as training did; None (a plain language model)
+            continues the prompts as they are.
     """
 
-    def __init__(self, model, tokenizer, jit_compile: bool = True):
+    def __init__(self, model, tokenizer, jit_compile: bool = True,
+                 prompt_template: Optional[str] = None):
         super().__init__(name="llm_tf_generator")
         if tokenizer.vocab_size != model.config.vocab_size:
             raise ValueError(
@@ -128,6 +134,8 @@ class GenerationModule(tf.Module):
         self._max_length = model.config.max_length
         self._vocab_size = model.config.vocab_size
         self._pad_id = tokenizer.pad_id
+        self._template = (None if prompt_template is None
+                          else prompt_template.partition(PROMPT_PLACEHOLDER)[::2])
         # A plain Python object: its compiled loop is traced into the functions below.
         self._generator = Generator(model, tokenizer, compile="xla" if jit_compile else "graph")
 
@@ -161,6 +169,9 @@ class GenerationModule(tf.Module):
         tf.TensorSpec([None], tf.string, name="prompts"), *_scalar_specs()])
     def generate(self, prompts, max_new_tokens, temperature, top_k, top_p, seed):
         """Continuations of `prompts` (B,) -> string (B,)."""
+        if self._template is not None:  # before + prompt + after, as the run was trained
+            before, after = self._template
+            prompts = tf.strings.join([before, prompts, after])
         new_ids = self._new_ids(self.tokenizer.encode(prompts), max_new_tokens, temperature,
                                 top_k, top_p, seed)
         return self.tokenizer.decode(new_ids)  # PAD and EOS dropped
@@ -198,7 +209,8 @@ class GenerationModule(tf.Module):
                 "generate_ids": ids.get_concrete_function()}
 
 
-def export_model(model, tokenizer, out_dir, jit_compile: bool = True) -> Path:
+def export_model(model, tokenizer, out_dir, jit_compile: bool = True,
+                 prompt_template: Optional[str] = None) -> Path:
     """Writes `GenerationModule(model, tokenizer)` as a SavedModel to `out_dir`.
 
     The export is written next to `out_dir` and then moved into place, so an
@@ -209,12 +221,18 @@ def export_model(model, tokenizer, out_dir, jit_compile: bool = True) -> Path:
         `out_dir` as a `Path`.
     """
     check_out_dir(out_dir)
-    module = GenerationModule(model, tokenizer, jit_compile=jit_compile)
+    module = GenerationModule(model, tokenizer, jit_compile=jit_compile,
+                              prompt_template=prompt_template)
     config = model.config.to_dict()
+    if prompt_template is not None:
+        config["prompt_template"] = prompt_template
     readme = README_TEXT.format(
         dir_name=Path(out_dir).name, kind=getattr(tokenizer, "kind", "?"),
         max_new=model.config.max_length - 1, max_length=model.config.max_length,
         config=json.dumps(config, sort_keys=True), pad_id=tokenizer.pad_id,
-        unk_id=tokenizer.unk_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
+        unk_id=tokenizer.unk_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+        template="" if prompt_template is None else (
+            f"Instruction-tuned: `generate` puts each prompt inside {prompt_template!r} "
+            "(`generate_ids` takes the ids as given) and stops at the answer's EOS.\n"))
     return write_saved_model(module, out_dir, module.signatures(), {
         README_ASSET: readme, CONFIG_ASSET: json.dumps(config, indent=2) + "\n"})

@@ -23,13 +23,32 @@ import tensorflow as tf
 
 from llm_tf.config import ModelConfig, model_config_from_preset
 from llm_tf.layers.decoder import TransformerDecoder
-from llm_tf.layers.initializers import clone_initializer
 from llm_tf.weights import StampedWeights
 
 # GPT-2 / nanoGPT initialisation: N(0, 0.02) everywhere, and the projections that
 # write into the residual stream scaled by 1/sqrt(2L) so that the stream's
 # variance does not grow with depth (GPT-2 paper, §2.3).
 INIT_STDDEV = 0.02
+
+
+def decoder_stack(config: ModelConfig, dtype=None) -> TransformerDecoder:
+    """The decoder-only stack of `config` (embedding, L causal blocks, final norm), GPT-2
+    initialised: the body of `TransformerLM`, and the backbone every model fine-tuned from
+    one shares (`llm_tf.models.classifier`), so pre-trained weights fit it variable for
+    variable."""
+    init = keras.initializers.RandomNormal(stddev=INIT_STDDEV)
+    residual_init = keras.initializers.RandomNormal(
+        stddev=INIT_STDDEV / math.sqrt(2 * config.num_layers))
+    return TransformerDecoder(
+        config.num_layers, config.d_model, config.num_heads, config.dff, config.vocab_size,
+        use_cross_attention=False, maximum_position_encoding=config.max_length,
+        dropout_rate=config.dropout, norm_placement=config.norm_placement,
+        activation=config.activation, pad_id=None,
+        layer_norm_epsilon=config.layer_norm_epsilon,
+        position_encoding=config.position_encoding,
+        scale_embeddings=config.scale_embeddings, use_bias=config.use_bias,
+        embeddings_initializer=init, kernel_initializer=init,
+        output_kernel_initializer=residual_init, name="decoder", dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="llm_tf")
@@ -67,23 +86,12 @@ class TransformerLM(StampedWeights, keras.Model):
                              f"Received: config={config!r}")
         super().__init__(**kwargs)
         self.config = config
-        init = keras.initializers.RandomNormal(stddev=INIT_STDDEV)
-        residual_init = keras.initializers.RandomNormal(
-            stddev=INIT_STDDEV / math.sqrt(2 * config.num_layers))
-        self.decoder = TransformerDecoder(
-            config.num_layers, config.d_model, config.num_heads, config.dff, config.vocab_size,
-            use_cross_attention=False, maximum_position_encoding=config.max_length,
-            dropout_rate=config.dropout, norm_placement=config.norm_placement,
-            activation=config.activation, pad_id=None,
-            layer_norm_epsilon=config.layer_norm_epsilon,
-            position_encoding=config.position_encoding,
-            scale_embeddings=config.scale_embeddings, use_bias=config.use_bias,
-            embeddings_initializer=init, kernel_initializer=init,
-            output_kernel_initializer=residual_init, name="decoder", dtype=self.dtype_policy)
+        self.decoder = decoder_stack(config, self.dtype_policy)
         # Logits are float32 even under mixed precision: the softmax over V
         # classes and the loss need the range and precision.
         self.lm_head = None if config.tie_embeddings else keras.layers.Dense(
-            config.vocab_size, use_bias=False, kernel_initializer=clone_initializer(init),
+            config.vocab_size, use_bias=False,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=INIT_STDDEV),
             name="lm_head", dtype="float32")
 
     @classmethod

@@ -19,7 +19,7 @@ from llm_tf import weights as weight_files
 from llm_tf.config import DataConfig, ModelConfig, TrainConfig, differences, format_differences
 from llm_tf.models import Transformer, TransformerClassifier, TransformerLM
 from llm_tf.rundir import RunConfig, RunDir
-from llm_tf.tokenizers import load_tokenizer
+from llm_tf.tokenizers import PAD_ID, load_tokenizer
 
 
 def save_weights(model, path) -> str:
@@ -44,13 +44,15 @@ class LoadedRun(NamedTuple):
     config: RunConfig
 
 
-def build_model(config: RunConfig, dtype=None) -> keras.Model:
+def build_model(config: RunConfig, dtype=None, pad_id: int = PAD_ID) -> keras.Model:
     """The model that a run of `config.task` trains, unbuilt, from the run's configs.
 
     "lm", "instruct": `TransformerLM(config.model)`; "translation": the encoder–decoder
     `Transformer.from_model_config(config.model)`; "classify":
     `TransformerClassifier(config.model, len(labels), pooling)` (a LoRA run's weights file is
-    already merged: it loads into the plain model).
+    already merged: it loads into the plain model). `pad_id` is the run tokenizer's padding
+    id, which a classifier's pooling must know (an imported GPT-2 pads with its EOS, 50256,
+    and its id 0 is a real token, "!").
     """
     if config.task in ("lm", "instruct"):
         return TransformerLM(config.model, dtype=dtype)
@@ -58,7 +60,7 @@ def build_model(config: RunConfig, dtype=None) -> keras.Model:
         return Transformer.from_model_config(config.model, dtype=dtype)
     if config.task == "classify":
         return TransformerClassifier(config.model, len(config.finetune.labels),
-                                     config.finetune.pooling, dtype=dtype)
+                                     config.finetune.pooling, pad_id=pad_id, dtype=dtype)
     raise ValueError(f"No model is known for task {config.task!r}.")
 
 
@@ -84,7 +86,7 @@ def load(run_dir, weights: Optional[str] = None,
             f"The weights in {str(run_dir)!r} belong to another model configuration: "
             + format_differences(differences(model_config, run.model)))
     tokenizer = load_tokenizer(run_dir.tokenizer_dir)
-    model = build_model(run, dtype=dtype)
+    model = build_model(run, dtype=dtype, pad_id=tokenizer.pad_id)
     load_weights(model, weights or run_dir.weights_file)
     return LoadedRun(model, tokenizer, run)
 

@@ -340,6 +340,31 @@ def test_imported_model_fine_tunes_then_exports(imported, tmp_path, capsys):
     np.testing.assert_array_equal(exported["transformer.wpe.weight"], wpe(tuned.model))
 
 
+
+def test_a_classifier_on_the_imported_model_pools_its_real_tokens(imported, tmp_path, capsys):
+    """GPT-2 pads with its end-of-text id and has a real token at id 0 (the byte "!"), so
+    the classifier must pool with the tokenizer's padding id, both as `llm-tf finetune`
+    trains it and as `llm_tf.load` rebuilds it for `evaluate` and `export`: a text's
+    probabilities are the same alone and padded in a batch with longer ones."""
+    from llm_tf.data import encode_texts
+
+    texts = ["!", "! lunch at noon", "win cash now !!", "the agenda of the meeting",
+             "!cash", "notes from the project review, thanks"]
+    lines = [f"{'spam' if 'cash' in t or t.startswith('!') else 'ham'}\t{t}" for t in texts * 4]
+    data = tmp_path / "mail.tsv"
+    data.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    code, _, err = run_cli(["finetune", "--from", str(imported), "--task", "classify",
+                            "--data", str(data), "--run-dir", str(tmp_path / "clf"),
+                            "--steps=2", "--batch_size=8", "--no-export"], capsys)
+    assert code == 0, err
+    run = saving.load(tmp_path / "clf")
+    assert run.tokenizer.pad_id != 0 and run.model.pad_id == run.tokenizer.pad_id
+    padded, _ = encode_texts(run.tokenizer, texts, 32)
+    assert (padded == 0).any() and (padded == run.tokenizer.pad_id).any()  # both ids occur
+    together = run.model(padded).numpy()
+    alone = [run.model(run.tokenizer.encode([text]).to_tensor()).numpy()[0] for text in texts]
+    np.testing.assert_allclose(together, np.stack(alone), atol=1e-5)
+
 # -- bad input: one line, exit code 2 ----------------------------------------------------
 
 

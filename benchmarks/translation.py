@@ -12,6 +12,11 @@ Training is `llm-tf train --task translation --data ../shared/data/de-en.train.t
 validation). The test set, `de-en.test.tsv` (1000 pairs), is never seen in training. Speeds
 are measured side by side (A B A B ...) on the first 256 test sources after a warm-up pass,
 so that a loaded machine slows every path alike; each figure is the best of the rounds.
+
+The length penalty α of beam search is chosen on the run's own validation pairs (the held-out
+5% of the training file, first 500), never on the test set, among --length-penalties; the test
+set is then scored with greedy search, with beam search at GNMT's α = 0.6, and at the chosen α
+(unless --length-penalty fixes it).
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+import sacrebleu  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402,F401  (the SavedModel's SentencePiece ops)
 from machine import describe_machine  # benchmarks/machine.py
 
-from llm_tf.data.pairs import load_pairs  # noqa: E402
+from llm_tf.data.pairs import load_pairs, split_pairs  # noqa: E402
 from llm_tf.evaluation import translation_scores  # noqa: E402
 from llm_tf.export import export_run, load_saved_model  # noqa: E402
 from llm_tf.generation.seq2seq import (  # noqa: E402
@@ -114,13 +120,42 @@ def output_tokens(tokens) -> int:
     return int((tokens != PAD_ID).sum())
 
 
+def length_ratio(hypotheses, references) -> float:
+    """sacrebleu's hypothesis/reference length ratio (below 1, BLEU's brevity penalty bites)."""
+    bleu = sacrebleu.corpus_bleu(hypotheses, [references])
+    return bleu.sys_len / max(bleu.ref_len, 1)
+
+
+def choose_length_penalty(translator, config, beam_size, alphas, count) -> float:
+    """The α of `alphas` with the best BLEU on the run's first `count` validation pairs
+    (the pairs `llm-tf train` held out: same file, fraction and seed)."""
+    pairs = load_pairs(config.data.source, 1, "training pairs")
+    _, val = split_pairs(pairs, config.data.val_fraction, config.data.seed)
+    val = val.subset(range(min(count, len(val))))
+    print(f"\nlength penalty chosen on {len(val)} validation pairs (beam {beam_size}):")
+    best = None
+    for alpha in alphas:
+        hypotheses = translator.translate(list(val.sources), beam_size=beam_size,
+                                          length_penalty=alpha)
+        scores = translation_scores(hypotheses, list(val.targets))
+        print(f"  α {alpha:g}: BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f}, length "
+              f"ratio {length_ratio(hypotheses, list(val.targets)):.3f}", flush=True)
+        if best is None or scores["bleu"] > best[1]:
+            best = (alpha, scores["bleu"])
+    print(f"  chosen: α {best[0]:g}")
+    return best[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", default="runs/de-en-bench")
     parser.add_argument("--train", default=str(DATA / "de-en.train.tsv"))
     parser.add_argument("--test", default=str(DATA / "de-en.test.tsv"))
     parser.add_argument("--beam-size", type=int, default=4)
-    parser.add_argument("--length-penalty", type=float, default=0.6)
+    parser.add_argument("--length-penalty", type=float, default=None,
+                        help="beam search's α (default: chosen on the validation pairs)")
+    parser.add_argument("--length-penalties", default="0.6,1.0,1.5,2.0",
+                        help="the α values tried on the validation pairs")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps when the run is trained here (default: the preset's)")
     parser.add_argument("--rounds", type=int, default=2)
@@ -145,16 +180,26 @@ def main() -> None:
         args.rounds = 1
     sources, references = list(test.sources), list(test.targets)
     translator = Translator(model, tokenizer, batch_size=BATCH)
+    if args.length_penalty is None:
+        args.length_penalty = choose_length_penalty(
+            translator, run.config, args.beam_size,
+            [float(a) for a in args.length_penalties.split(",")], 128 if args.quick else 500)
     results = {}
-    for name, beam in (("greedy", 1), (f"beam {args.beam_size}", args.beam_size)):
+    decodings = [("greedy", 1, 0.6), (f"beam {args.beam_size}, α 0.6", args.beam_size, 0.6)]
+    if args.length_penalty != 0.6:
+        decodings.append((f"beam {args.beam_size}, α {args.length_penalty:g}", args.beam_size,
+                          args.length_penalty))
+    print(f"\ntest set, {len(sources)} pairs (sacrebleu defaults):")
+    for name, beam, alpha in decodings:
         start = time.perf_counter()
-        hypotheses = translator.translate(sources, beam_size=beam,
-                                          length_penalty=args.length_penalty)
+        hypotheses = translator.translate(sources, beam_size=beam, length_penalty=alpha)
         seconds = time.perf_counter() - start
         results[name] = (translation_scores(hypotheses, references), hypotheses)
-        print(f"{name:>8}: BLEU {results[name][0]['bleu']:.2f}, chrF "
-              f"{results[name][0]['chrf']:.2f} ({len(sources)} sentences, {seconds:.1f} s "
-              "including compilation)", flush=True)
+        print(f"{name:>14}: BLEU {results[name][0]['bleu']:.2f}, chrF "
+              f"{results[name][0]['chrf']:.2f}, length ratio "
+              f"{length_ratio(hypotheses, references):.3f} ({seconds:.1f} s including "
+              "compilation)", flush=True)
+    beam_name = decodings[-1][0]  # the beam search with the chosen α
 
     # -- speed, side by side --------------------------------------------------------------
     batches = padded_batches(tokenizer, sources[:SPEED_SOURCES], model.maximum_position_encoding)
@@ -204,7 +249,6 @@ def main() -> None:
     if not (out_dir / "saved_model.pb").is_file():
         export_run(run_dir)
     exported = load_saved_model(out_dir, function="translate")
-    beam_name = f"beam {args.beam_size}"
     order = sorted(range(len(sources)),
                    key=lambda i: len(tokenizer.encode(tf.constant(sources[i])).numpy()))
     saved = [None] * len(sources)

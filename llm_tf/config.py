@@ -50,6 +50,9 @@ PRETRAINED_TOKENIZERS = ("gpt2",)
 # "classify" puts a classification head on a pre-trained language model; "instruct" tunes
 # one on prompt/response pairs (llm_tf/fine_tuning/).
 TASKS = ("lm", "translation", "classify", "instruct")
+# The tasks that only exist as the fine-tuning of a pre-trained run (`llm-tf finetune`): their
+# config.json must say which run they started from ("finetune").
+FINETUNE_TASKS = ("classify", "instruct")
 # How a pre-trained model is adapted (§2.2.2): train everything, only a task head on frozen
 # features (feature extraction), or low-rank adapters (LoRA, Hu et al. 2021) plus the head.
 FINETUNE_METHODS = ("full", "frozen", "lora")

@@ -35,6 +35,7 @@ from typing import Optional
 
 from llm_tf._validation import check_choice
 from llm_tf.config import (
+    FINETUNE_TASKS,
     TASKS,
     DataConfig,
     FinetuneConfig,
@@ -68,7 +69,7 @@ class RunConfig:
 
     def __post_init__(self):
         check_choice("task", self.task, TASKS)
-        if self.task != "lm" and self.finetune is None:
+        if self.task in FINETUNE_TASKS and self.finetune is None:
             raise ValueError(f"A {self.task!r} run starts from a pre-trained one: its config "
                              "needs a `finetune` section (FinetuneConfig).")
 

@@ -8,12 +8,16 @@ them are left to stay alive even if up to K of them end here):
   score log P(Y) / lp(|Y|), lp the GNMT length penalty ((5 + |Y|) / 6)^α (Wu et al. 2016),
   |Y| counting EOS; the K best finished hypotheses are kept;
 * the K best candidates that do not end with EOS stay alive;
-* a source is done when it has K finished hypotheses (fairseq's rule), or when its output
-  limit is reached (at the last allowed position only EOS is allowed, so everything alive
-  finishes then); its answer is its best finished hypothesis.
+* a source is done when it has K finished hypotheses **and** its best alive hypothesis, scored
+  as if it ended now, log P / lp(its length), does not beat the worst of them (Hugging Face's
+  default, `early_stopping=False`), or when its output limit is reached (at the last allowed
+  position only EOS is allowed, so everything alive finishes then); its answer is its best
+  finished hypothesis. Stopping at the K-th finished hypothesis alone (fairseq's rule) can
+  end the search while a longer hypothesis, which the length penalty favours, would still win.
 
 Beam size 1 is then greedy search, token for token: the single candidate among the "K best"
-is the argmax; if it is EOS the source is done, otherwise it stays alive
+is the argmax; if it is EOS the source is done (the alive runner-up has a lower log P at the
+same length, so it cannot beat it), otherwise it stays alive
 (tests/test_translation_decode.py checks this, and that a large beam finds the best-scoring
 output of all on a model small enough to enumerate them).
 
@@ -122,7 +126,9 @@ def beam_search(model, source_ids, slots, alpha=0.6, max_len_a=MAX_LEN_A, max_le
         finished_scores = tf.where(keep_old, finished_scores, best_scores)
         finished = tf.where(keep_old[:, :, None], finished, new_finished)
         count = tf.reduce_sum(tf.cast(finished_scores > _ABSENT, tf.int32), axis=1)
-        done = done | (count >= K) | (index + 1 >= limits) | \
+        # top_k keeps both sorted: alive 0 is the best, finished K-1 the worst.
+        settled = next_scores[:, 0] / length_penalty(index + 1, alpha) <= finished_scores[:, -1]
+        done = done | ((count >= K) & settled) | (index + 1 >= limits) | \
             tf.reduce_all(next_scores <= _ABSENT, axis=1)
         # Static shapes for the loop (gathers by computed indices lose them).
         return (index + 1, tf.ensure_shape(next_alive, alive_shape),

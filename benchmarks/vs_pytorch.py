@@ -60,7 +60,7 @@ CONFIGS = {
     # benchmark's default is batch 16 (the data README's reference timing), on both sides.
     "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, bias=False, dropout=0.2,
                   batch_size=16, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
-                  steps=20, warmup=5),
+                  steps=30, warmup=5),
 }
 PRECISIONS = ("float32", "bfloat16")
 
@@ -195,8 +195,12 @@ def run_worker(kind, args, config=None, precision=None) -> dict:
 
 def interval_ms(logs, warmup):
     """ms/step of each log interval that starts at or after step `warmup`."""
-    return [1000 * (t1 - t0) / (s1 - s0)
-            for (s0, _, t0), (s1, _, t1) in zip(logs, logs[1:]) if s0 >= warmup]
+    intervals = [1000 * (t1 - t0) / (s1 - s0)
+                 for (s0, _, t0), (s1, _, t1) in zip(logs, logs[1:]) if s0 >= warmup]
+    if not intervals:
+        sys.exit(f"no log interval starts after the {warmup} warm-up steps (logged at steps "
+                 f"{[s for s, _, _ in logs]}): raise --steps or lower --log-interval")
+    return intervals
 
 
 def summarise(runs, warmup):
@@ -209,7 +213,7 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", default="tiny,small")
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--pairs", type=int, default=3, help="A/B pairs per configuration")
-    parser.add_argument("--steps", type=int, help="steps per run (default: tiny 500, small 20)")
+    parser.add_argument("--steps", type=int, help="steps per run (default: tiny 500, small 30)")
     parser.add_argument("--log-interval", type=int, default=10)
     parser.add_argument("--small-batch", type=int, default=CONFIGS["small"]["batch_size"])
     parser.add_argument("--threads", type=int, default=os.cpu_count(),

@@ -70,6 +70,8 @@ def main() -> int:
     parser.add_argument("--small-mb", type=int, default=20)
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="times each `train` row runs, alternating with the others")
     parser.add_argument("--dir", default=tempfile.gettempdir())
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -95,7 +97,7 @@ def main() -> int:
         rows = [("prepared, big", os.path.join(work, "big.prepared")),
                 ("prepared, small", os.path.join(work, "small.prepared")),
                 ("text in memory, small", results["small"]["text"])]
-        for label, data in rows + rows:  # twice, alternating, on the same machine moment
+        for label, data in rows * args.rounds:  # alternating, on the same machine moment
             first, ms, seconds = train(data, os.path.join(work, "run"), args.steps)
             shutil.rmtree(os.path.join(work, "run"))
             print(f"  train --data ({label}): first step done {first:.1f} s after start, "

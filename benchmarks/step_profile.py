@@ -51,21 +51,29 @@ def timed(fn, repeats, warmup=3):
 
 def matmul_floor(config, B, T, dtype, repeats):
     """The model's matmuls alone: per layer QKV, output, FFN in and out, scores and weighted
-    sums; the tied head; each forward and its two backward products."""
+    sums; the tied head; each forward and its two backward products.
+
+    Returns (ms, GFLOP per call). Every layer has its own weights: with shared ones Grappler's
+    common-subexpression pass merges the layers' identical products into one, and the
+    "floor" comes out `num_layers` times too low (this script's first version reported
+    5.7 ms for `tiny`, 3× the 215 GFLOP/s peak)."""
     D, F, H, V = config.d_model, config.dff, config.num_heads, config.vocab_size
     Dh = D // H
     x = tf.cast(tf.random.normal((B * T, D)), dtype)
     h = tf.cast(tf.random.normal((B * T, F)), dtype)
-    weights = {name: tf.cast(tf.random.normal(shape), dtype) for name, shape in
-               (("qkv", (D, 3 * D)), ("out", (D, D)), ("up", (D, F)), ("down", (F, D)),
-                ("head", (D, V)))}
-    q = tf.cast(tf.random.normal((B, H, T, Dh)), dtype)
+    shapes = (("qkv", (D, 3 * D)), ("out", (D, D)), ("up", (D, F)), ("down", (F, D)))
+    layers = [{name: tf.cast(tf.random.normal(shape), dtype) for name, shape in shapes}
+              for _ in range(config.num_layers)]
+    head = tf.cast(tf.random.normal((D, V)), dtype)
+    qs = [tf.cast(tf.random.normal((B, H, T, Dh)), dtype) for _ in range(config.num_layers)]
     s = tf.cast(tf.random.normal((B, H, T, T)), dtype)
+    flops = config.num_layers * (sum(3 * 2 * B * T * k * n for _, (k, n) in shapes)
+                                 + 5 * 2 * B * H * T * T * Dh) + 3 * 2 * B * T * D * V
 
     @tf.function(jit_compile=False)
     def run():
         acc = []
-        for _ in range(config.num_layers):
+        for weights, q in zip(layers, qs):
             for name, inp in (("qkv", x), ("out", x), ("up", x), ("down", h)):
                 w = weights[name]
                 y = tf.matmul(inp, w)                            # forward
@@ -75,12 +83,11 @@ def matmul_floor(config, B, T, dtype, repeats):
             acc.append(tf.matmul(s, q))                          # weighted sum
             acc += [tf.matmul(scores, q), tf.matmul(s, q, transpose_a=True),  # their grads
                     tf.matmul(scores, q), tf.matmul(s, q, transpose_a=True)]
-        y = tf.matmul(x, weights["head"])
-        acc += [tf.matmul(y, weights["head"], transpose_b=True),
-                tf.matmul(x, y, transpose_a=True)]
+        y = tf.matmul(x, head)
+        acc += [tf.matmul(y, head, transpose_b=True), tf.matmul(x, y, transpose_a=True)]
         return tf.add_n([tf.reduce_sum(tf.cast(a[:1], tf.float32)) for a in acc])
 
-    return timed(lambda: float(run()), repeats)
+    return timed(lambda: float(run()), repeats), flops / 1e9
 
 
 def profile(args, jit):
@@ -175,8 +182,10 @@ def main():
           f"{threading.get_intra_op_parallelism_threads()} inter "
           f"{threading.get_inter_op_parallelism_threads()} (0 = all cores)")
     dtype = tf.float32 if args.precision == "float32" else tf.bfloat16
-    floor = matmul_floor(preset.model, B, preset.data.context_length, dtype, args.repeats)
-    print(f"  matmuls only: {floor:.1f} ms")
+    floor, gflop = matmul_floor(preset.model, B, preset.data.context_length, dtype,
+                                args.repeats)
+    print(f"  matmuls only: {floor:.1f} ms ({gflop:.2f} GFLOP, {gflop / floor * 1000:.0f} "
+          "GFLOP/s)")
     for jit in {"off": [False], "on": [True], "both": [False, True]}[args.jit]:
         for name, ms in profile(args, jit).items():
             print(f"  XLA {'on ' if jit else 'off'} {name}: {ms:.1f} ms", flush=True)

@@ -54,8 +54,10 @@ def prepare(text, out, shards):
 
 
 def train(data, run_dir, steps):
+    # A prepared directory brings its tokenizer (naming one again is refused); text learns it.
+    tokenizer = [] if os.path.isdir(data) else ["--tokenizer", "byte"]
     lines, seconds = run([sys.executable, "-m", "llm_tf", "train", "--preset", "tiny",
-                          "--data", data, "--tokenizer", "byte", "--run-dir", run_dir,
+                          "--data", data, *tokenizer, "--run-dir", run_dir,
                           "--steps", str(steps), "--log_interval=10", "--eval_batches=2",
                           "--no-sample", "--no-export"])
     first = next(t for t, text in lines if "compiled and ran the first step" in text)

@@ -349,6 +349,17 @@ class FinetuneConfig(_Config):
         return apply_template(self.prompt_template, prompt)
 
 
+def check_recompute(model: ModelConfig, train: TrainConfig) -> None:
+    """A `ValueError` if `train.recompute` is asked of a model with dropout: the recomputed
+    forward pass would draw other dropout masks than the first, so its gradients would be
+    wrong. Checked with the configs, before a run directory is written; the model's stack
+    checks it again (`TransformerStack.recompute`) for code that builds one directly."""
+    if train.recompute and model.dropout > 0:
+        raise ValueError("Recomputing activations (recompute) needs dropout 0: the recomputed "
+                         "pass would draw other dropout masks. Received: "
+                         f"dropout={model.dropout}; pass --dropout=0 or drop --recompute.")
+
+
 def apply_template(template: str, prompt: str) -> str:
     """`template` with its `{prompt}` replaced by `prompt` (other braces are literal)."""
     before, _, after = template.partition(PROMPT_PLACEHOLDER)

@@ -7,7 +7,8 @@ the command prints as one JSON line.
 * language model ("lm"): `evaluate_language_model` — mean cross-entropy per token
   (nats) and perplexity over the whole text, every token after the first predicted
   once with up to `context_length` tokens of context (the validation rule of
-  `llm_tf.data.lm`).
+  `llm_tf.data.lm`); `evaluate_prepared_validation` the same over the validation
+  shards of a directory made by `llm-tf prepare`.
 * translation ("translation"): `evaluate_translation` — corpus BLEU and chrF of the
   model's translations of the test sources against their references, computed by
   `sacrebleu` (the field's standard scorer: Post 2018, "A Call for Clarity in Reporting
@@ -27,6 +28,7 @@ import numpy as np
 import sacrebleu
 import tensorflow as tf
 
+from llm_tf.config import DataConfig
 from llm_tf.data import evaluation_batches, ordered_batches
 from llm_tf.data.corpus import Corpus
 from llm_tf.data.pairs import SentencePairs
@@ -50,6 +52,19 @@ def evaluate_language_model(model, tokenizer, corpus: Corpus, context_length: in
     batches, tokens = evaluation_batches(corpus, tokenizer, context_length, batch_size)
     loss, perplexity = EvalStep(model, tf.distribute.get_strategy())(batches)
     return {"loss": loss, "perplexity": perplexity, "tokens": tokens}
+
+
+def evaluate_prepared_validation(model, tokenizer, prepared, context_length: int,
+                                 batch_size: int) -> dict:
+    """`evaluate_language_model` on a prepared directory's validation shards
+    (`llm_tf.data.prepared.PreparedCorpus`), scored by the same rule: {"loss",
+    "perplexity", "tokens"}. `tokenizer` must be the one the shards were made with (a
+    `DataError` otherwise): ids of another vocabulary would be scored as if they were its."""
+    prepared.check_tokenizer(tokenizer, "the run's")
+    data_config = DataConfig(context_length=context_length, batch_size=batch_size)
+    batches = prepared.val_batches(data_config, pad_id=tokenizer.pad_id)
+    loss, perplexity = EvalStep(model, tf.distribute.get_strategy())(batches)
+    return {"loss": loss, "perplexity": perplexity, "tokens": prepared.num_val_tokens}
 
 
 def translation_scores(hypotheses: list[str], references: list[str]) -> dict:

@@ -96,6 +96,14 @@ class RunDir(os.PathLike):
                TENSORBOARD_DIR, SAVED_MODEL_DIR)
 
     def __init__(self, path):
+        if "://" in os.fspath(path):
+            # `Path` would fold "gs://b/run" into the local folder "gs:/b/run" and the run
+            # would be written there without a word. Data may be remote (`tf.io.gfile`); the
+            # run directory, whose config and tokenizer assets are written with Python's own
+            # file functions, is local.
+            raise RunDirectoryError(
+                f"The run directory must be a local path, not {os.fspath(path)!r}: train into "
+                "a local directory and copy it (e.g. `gsutil -m cp -r RUN gs://...`).")
         self.path = Path(path)
 
     def __fspath__(self) -> str:

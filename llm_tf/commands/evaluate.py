@@ -6,7 +6,8 @@
 What is measured follows the run's task (its config.json):
 
 * "lm": cross-entropy per token and perplexity over the whole text (`--data` takes the
-  same sources as `llm-tf train --data`);
+  same sources as `llm-tf train --data`; for a directory made by `llm-tf prepare`, its
+  validation shards, which must have been made with the run's tokenizer);
 * "translation": every source of a `source<TAB>target` file translated, corpus BLEU and
   chrF against the targets (sacrebleu, default settings); the translations, one a line,
   go to `--hypotheses` (default RUN_DIR/hypotheses/TEST-beamN.txt):
@@ -81,15 +82,21 @@ def _main(argv) -> int:
 
 def _evaluate_language_model(run_dir, config, args) -> dict:
     from llm_tf.data import load_corpus
-    from llm_tf.evaluation import evaluate_language_model
+    from llm_tf.data.prepared import PreparedCorpus, is_prepared
+    from llm_tf.evaluation import evaluate_language_model, evaluate_prepared_validation
     from llm_tf.saving import load
 
-    corpus = load_corpus(args.data)
-    corpus.validate()
-    run = load(run_dir)
     data = config.data
     context = data.context_length if data else config.model.max_length
     batch_size = args.batch_size or (data.batch_size if data else 8)
+    if is_prepared(args.data):  # its validation shards, already tokenized
+        prepared = PreparedCorpus(args.data)
+        run = load(run_dir)
+        return evaluate_prepared_validation(run.model, run.tokenizer, prepared, context,
+                                            batch_size)
+    corpus = load_corpus(args.data)
+    corpus.validate()
+    run = load(run_dir)
     return evaluate_language_model(run.model, run.tokenizer, corpus, context, batch_size)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 from llm_tf.commands.common import (
@@ -34,7 +35,7 @@ from llm_tf.commands.common import (
     run_main,
 )
 from llm_tf.commands.overrides import apply_overrides, fields_help, parse_overrides
-from llm_tf.config import PRESETS, TASKS, DataConfig, TrainConfig, get_preset
+from llm_tf.config import PRESETS, TASKS, DataConfig, TrainConfig, check_recompute, get_preset
 from llm_tf.rundir import RunDir
 
 # Named options that set config fields: option dest -> field name.
@@ -119,11 +120,40 @@ def resolve(args, overrides: dict[str, str], saved=None, task: str = "lm") -> di
     if task == "translation" and configs["data"].source == "builtin":
         raise UsageError("--task translation needs --data PAIRS (a file, directory or glob of "
                          "source<TAB>target lines).")
+    check_recompute(configs["model"], configs["train"])
     if configs["data"].context_length > configs["model"].max_length:
         raise UsageError(f"`context_length`={configs['data'].context_length} is longer than the "
                          f"model's `max_length`={configs['model'].max_length}: raise "
                          "--max_length too.")
     return configs
+
+
+# What `llm-tf prepare` fixed in a prepared directory: given again to `train`, each would be
+# silently ignored (the shards are already tokenized and split), so it is refused.
+PREPARED_FIELDS = {"tokenizer": "--tokenizer", "vocab_size": "--vocab_size",
+                   "val_fraction": "--val_fraction", "eval_source": "--eval-data"}
+# `prepared.MANIFEST_FILE`, named here so that the check runs before TensorFlow loads.
+PREPARED_MANIFEST = "manifest.json"
+
+
+def check_data_options(args, overrides: dict[str, str], configs: dict) -> None:
+    """Refuses options that the data source or --tokenizer-from make meaningless (they
+    would be ignored without a word): a UsageError naming them."""
+    given = {field for option, field in FIELD_OPTIONS.items()
+             if getattr(args, option) is not None} | set(overrides)
+    if args.tokenizer_from:
+        learning = [PREPARED_FIELDS[f] for f in ("tokenizer", "vocab_size") if f in given]
+        if learning:
+            raise UsageError(f"--tokenizer-from reuses a tokenizer and {' and '.join(learning)} "
+                             "would learn another: give one or the other.")
+    source = configs["data"].source
+    if "://" not in source and os.path.isfile(os.path.join(source, PREPARED_MANIFEST)):
+        fixed = [option for field, option in PREPARED_FIELDS.items() if field in given]
+        if fixed:
+            raise UsageError(
+                f"--data {source!r} is a prepared directory: its tokenizer and validation "
+                f"split were fixed by `llm-tf prepare`, so {', '.join(fixed)} would be "
+                "ignored; drop them (or prepare the text again with what you want).")
 
 
 def _main(argv) -> int:
@@ -134,7 +164,7 @@ def _main(argv) -> int:
         raise UsageError("--resume needs --run-dir (the run to continue).")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; pick one.")
-    if args.tokenizer_from and not os.path.isfile(
+    if args.tokenizer_from and "://" not in args.tokenizer_from and not os.path.isfile(
             os.path.join(args.tokenizer_from, "tokenizer", "tokenizer.json")):
         raise UsageError(f"--tokenizer-from {args.tokenizer_from!r} holds no tokenizer/ "
                          "(give a run directory or a prepared directory).")
@@ -156,6 +186,7 @@ def _main(argv) -> int:
     if not args.resume:
         run_dir = RunDir(path)
     configs = resolve(args, overrides, saved, task)
+    check_data_options(args, overrides, configs)
     if args.resume and chief:
         run_dir.check_model(configs["model"])
     elif chief:
@@ -167,8 +198,11 @@ def _main(argv) -> int:
     strategy = get_strategy(args.strategy, tpu=args.tpu)
     tokenizer = None
     if args.tokenizer_from:
+        from llm_tf.data.prepared import copy_tree, join_path
         from llm_tf.tokenizers import load_tokenizer
-        tokenizer = load_tokenizer(os.path.join(args.tokenizer_from, "tokenizer"))
+        with tempfile.TemporaryDirectory() as local:  # the directory may be remote (gs://)
+            copy_tree(join_path(args.tokenizer_from, "tokenizer"), local)
+            tokenizer = load_tokenizer(local)
     try:
         run = _train(task, configs, run_dir, args, strategy, tokenizer)
     except TrainingDiverged as error:

@@ -154,13 +154,21 @@ def resolve_files(source: str) -> list[str]:
         if not files:
             raise DataError(f"The directory `source`={source!r} holds no files.")
     elif os.path.isfile(path):
+        files = [path]
         if os.path.getsize(path) == 0:
             raise DataError(f"The corpus file {source!r} is empty.")
-        return [path]
     else:
         raise DataFileNotFoundError(
             f"No such file or directory: `source`={source!r}. Give a UTF-8 text file, a "
             f"directory or a glob of them, {BUILTIN!r}, or 'tfds:NAME[:SPLIT]'.")
+    for file in files:  # a prepared directory's binary shards would read as garbled text
+        parent = os.path.dirname(file)
+        if file.endswith(".bin") and os.path.isfile(os.path.join(parent, "manifest.json")):
+            raise DataError(
+                f"`source`={source!r} reads the prepared directory {parent!r} (made by `llm-tf "
+                "prepare`): its shards are token ids, not text. Pass that directory itself to "
+                "`llm-tf train --data` or `llm-tf evaluate --data`, or give the text it was "
+                "made from.")
     non_empty = [f for f in files if os.path.getsize(f) > 0]
     if not non_empty:
         raise DataError(f"Every file of `source`={source!r} is empty: {files[:5]}")

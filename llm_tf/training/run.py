@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from llm_tf import weights
 from llm_tf.config import DataConfig, ModelConfig, TrainConfig, differences, format_differences
-from llm_tf.data import build_lm_data
+from llm_tf.data import DataError, build_lm_data
 from llm_tf.data.prepared import PreparedCorpus, open_data
 from llm_tf.models import TransformerLM
 from llm_tf.rundir import RunConfig, RunDir
@@ -303,6 +303,10 @@ def train(model_config: ModelConfig, data_config: DataConfig, train_config: Trai
     if resume:
         tokenizer = load_tokenizer(run_dir.tokenizer_dir)
     if isinstance(corpus, PreparedCorpus):
+        if data_config.eval_source:
+            raise DataError(f"A prepared directory ({corpus.path!r}) brings its validation "
+                            "shards: `eval_source` would be ignored; prepare the evaluation "
+                            "text into the directory's split instead, or train on text.")
         if tokenizer is None:
             tokenizer = corpus.load_tokenizer()
         else:

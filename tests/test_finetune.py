@@ -412,6 +412,7 @@ def bad_files(files, pretrained):
     ("architecture_field", r"--d_model cannot be set here: the architecture is the "
                            r"pre-trained run's"),
     ("epochs_and_steps", r"--epochs and --steps both set the run's length"),
+    ("recompute_with_dropout", r"Recomputing activations \(recompute\) needs dropout 0"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(files, pretrained, bad_files, tmp_path,
                                                case, message):
@@ -432,7 +433,8 @@ def test_bad_input_is_one_line_and_exit_code_2(files, pretrained, bad_files, tmp
         del argv["eval-data"]
     else:
         extra = {"tokenizer_field": ["--tokenizer=byte"], "architecture_field": ["--d_model=64"],
-                 "epochs_and_steps": ["--epochs", "2", "--steps=3"]}[case]
+                 "epochs_and_steps": ["--epochs", "2", "--steps=3"],
+                 "recompute_with_dropout": ["--recompute=true", "--dropout=0.1"]}[case]
     args = [a for k, v in argv.items() for a in (f"--{k}", v)]
     assert re.search(message, one_line_error([*args, "--run-dir", str(run_dir), *extra]))
     assert not run_dir.exists()  # refused before any directory is made

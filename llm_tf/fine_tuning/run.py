@@ -23,7 +23,7 @@ import dataclasses
 import os
 from typing import Optional
 
-from llm_tf.config import DataConfig, FinetuneConfig, ModelConfig, TrainConfig
+from llm_tf.config import DataConfig, FinetuneConfig, ModelConfig, TrainConfig, check_recompute
 from llm_tf.data import (
     epoch_steps,
     load_corpus,
@@ -148,6 +148,7 @@ def new_plan(from_run, task, data, run_dir, *, eval_data: str = "", method: str 
                                      eval_data)
     config = with_fields(config, fields or {}, resume=False)
     check_length(config, epochs, fields or ())
+    check_recompute(config.model, config.train)
     examples = read_examples(config)  # before the directory: bad data leaves a run untouched
     return Plan(config, RunDir.create(run_dir, overwrite), pretrained, resume=False,
                 explicit=frozenset(fields or ()), examples=examples, epochs=epochs)

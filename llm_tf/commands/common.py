@@ -35,6 +35,40 @@ def run_main(body, argv) -> int:
     except KeyboardInterrupt:
         print("llm-tf: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not is_filesystem_error(e):
+            raise
+        # TensorFlow's messages may span lines ("...\n when reading metadata of gs://b/x");
+        # joined, the path the user gave stays in the one line.
+        print("llm-tf: error: " + " ".join(line.strip() for line in e.message.splitlines()
+                                           if line.strip()), file=sys.stderr)
+        return 2
+
+
+def is_filesystem_error(error: BaseException) -> bool:
+    """Whether `error` is TensorFlow's report of a path the user gave (missing, forbidden, on
+    an unknown or unreachable filesystem): bad input, not a bug.
+
+    TensorFlow is looked up, not imported: a command that never loaded it raised none of its
+    errors. The same error classes also come from bugs, which keep their traceback: a
+    resource freed too early (NotFound "Resource localhost/..."), an op without a kernel,
+    an uninitialized variable, a lost worker (Unimplemented, FailedPrecondition,
+    Unavailable); of these three only the ones about a `scheme://` path are the user's.
+    """
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None)
+    if errors is None or not isinstance(error, errors.OpError):
+        return False
+    message = error.message or ""
+    if isinstance(error, (errors.NotFoundError, errors.PermissionDeniedError)):
+        return not any(fragment in message for fragment in _RESOURCE_LOOKUPS)
+    return isinstance(error, (errors.UnimplementedError, errors.FailedPreconditionError,
+                              errors.UnavailableError)) and "://" in message
+
+
+# How TensorFlow names a missing resource (a variable, a lookup table, a tokenizer model) of
+# this process: a NotFoundError that is a bug, not a path.
+_RESOURCE_LOOKUPS = ("Resource localhost/", "Container localhost", "from Container: localhost")
 
 
 # What TensorFlow 2.21's shared libraries print while they load (twice: two libraries). It is

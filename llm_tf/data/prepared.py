@@ -54,9 +54,11 @@ import tensorflow as tf
 
 from llm_tf.data.corpus import DataError
 from llm_tf.data.lm import LMData, stride_windows, whole_split_batches
+from llm_tf.tokenizers.base import CONFIG_FILE as TOKENIZER_CONFIG_FILE
 
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
+RUN_CONFIG = "config.json"  # what a run directory (`llm_tf.rundir.RunDir`) always holds
 FORMAT = "llm_tf.prepared"
 VERSION = 1
 RECORD_TOKENS = 1 << 16          # tokens per read (128 KiB of uint16)
@@ -146,6 +148,16 @@ def copy_tree(source: str, destination: str) -> None:
         tf.io.gfile.copy(join_path(source, name), join_path(destination, name), overwrite=True)
 
 
+def read_tokenizer(directory: str):
+    """The tokenizer saved in `directory` (`Tokenizer.save`), on any `tf.io.gfile` filesystem."""
+    from llm_tf.tokenizers import load_tokenizer
+    if "://" not in directory:
+        return load_tokenizer(directory)
+    with tempfile.TemporaryDirectory() as local:  # tokenizers read local files only
+        copy_tree(directory, local)
+        return load_tokenizer(local)
+
+
 def join_path(directory: str, name: str) -> str:
     return directory.rstrip("/") + "/" + name if "://" in directory else \
         os.path.join(directory, name)
@@ -165,8 +177,9 @@ class PreparedCorpus:
     """An opened prepared directory: its manifest, checked against the files on disk.
 
     `PreparedCorpus(path)` reads `manifest.json` and checks that every shard exists with
-    the size its token count implies (a truncated or missing shard is a `DataError`
-    naming it); `verify()` also checks the SHA-256 of every shard (reads everything).
+    the size its token count implies and that the tokenizer is there (a truncated or
+    missing file is a `DataError` naming it); `verify()` also checks the SHA-256 of every
+    shard (reads everything).
     """
 
     def __init__(self, path: str):
@@ -195,6 +208,12 @@ class PreparedCorpus:
                 raise DataError(f"The shard {path!r} has {found} bytes, but the manifest says "
                                 f"{shard.tokens} tokens ({expected} bytes): truncated or "
                                 "replaced; prepare the directory again.")
+        # Read only later (`load_tokenizer`), where its absence is a bare NotFoundError.
+        tokenizer = join_path(join_path(self.path, TOKENIZER_DIR), TOKENIZER_CONFIG_FILE)
+        if not tf.io.gfile.exists(tokenizer):
+            raise DataError(f"The prepared directory {self.path!r} has no tokenizer "
+                            f"({tokenizer!r} is missing): prepare it again with "
+                            "`llm-tf prepare`.")
 
     def shard_path(self, shard: Shard) -> str:
         return join_path(self.path, shard.file)
@@ -224,10 +243,7 @@ class PreparedCorpus:
 
     def load_tokenizer(self):
         """The tokenizer the shards were made with."""
-        from llm_tf.tokenizers import load_tokenizer
-        with tempfile.TemporaryDirectory() as local:
-            copy_tree(join_path(self.path, TOKENIZER_DIR), local)
-            return load_tokenizer(local)
+        return read_tokenizer(join_path(self.path, TOKENIZER_DIR))
 
     def check_tokenizer(self, tokenizer, whose: str) -> None:
         """A `DataError` unless `tokenizer` is the one the shards were made with."""
@@ -348,11 +364,16 @@ def open_data(source: str):
     """A `PreparedCorpus` if `source` is a prepared directory, else `load_corpus(source)`.
 
     A directory that holds shards or a tokenizer but no manifest is refused (an interrupted
-    `llm-tf prepare`), rather than read as text.
+    `llm-tf prepare`, or a run directory), rather than read as text.
     """
     from llm_tf.data.corpora import load_corpus
     if isinstance(source, str) and "://" not in source and os.path.isdir(source):
         names = os.listdir(source)
+        if MANIFEST_FILE not in names and RUN_CONFIG in names and TOKENIZER_DIR in names:
+            raise DataError(f"{source!r} is a run directory (it has {RUN_CONFIG}), which "
+                            "--data does not take: give a corpus or a prepared directory; "
+                            f"reuse the run's tokenizer with --tokenizer-from {source}, or "
+                            f"continue the run with --resume --run-dir {source}.")
         if MANIFEST_FILE not in names and (TOKENIZER_DIR in names or any(
                 n.endswith((".bin", ".bin.tmp")) for n in names)):
             raise DataError(f"{source!r} is not a prepared directory: it has shards or a "

@@ -124,8 +124,7 @@ def prepare(corpus: Corpus, tokenizer, out_dir: str, *, val_fraction: float = 0.
         raise DataError(f"`shards` must be a positive integer. Received: shards={shards!r}")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise DataError(f"`workers` must be a positive integer. Received: workers={workers!r}")
-    if tf.io.gfile.exists(out_dir) and tf.io.gfile.listdir(out_dir):
-        raise DataError(f"The output directory {out_dir!r} is not empty: choose a new one.")
+    check_out_dir(out_dir)
     started = time.perf_counter()
     corpus.validate()
     tf.io.gfile.makedirs(out_dir)
@@ -169,6 +168,16 @@ def prepare(corpus: Corpus, tokenizer, out_dir: str, *, val_fraction: float = 0.
     tf.io.gfile.rename(join_path(out_dir, MANIFEST_FILE + ".tmp"),
                        join_path(out_dir, MANIFEST_FILE), overwrite=True)
     return manifest
+
+
+def check_out_dir(out_dir: str) -> None:
+    """A `DataError` unless `out_dir` is new or an empty directory (what `prepare` writes)."""
+    if not tf.io.gfile.exists(out_dir):
+        return
+    if not tf.io.gfile.isdir(out_dir):
+        raise DataError(f"The output directory {out_dir!r} is a file: choose a new directory.")
+    if tf.io.gfile.listdir(out_dir):
+        raise DataError(f"The output directory {out_dir!r} is not empty: choose a new one.")
 
 
 def _split_pieces(out_dir, pieces, n_train, dtype):

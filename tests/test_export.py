@@ -200,6 +200,21 @@ def test_llm_tf_generate_from_the_saved_model_and_the_run(exported, expected, ca
     assert capsys.readouterr().out == PROMPTS[1] + expected["greedy"][1] + "\n"
 
 
+def test_llm_tf_generate_from_a_saved_model_on_another_filesystem(exported, expected, capsys):
+    """`--saved-model gs://...` was refused by a local check (ram:// stands in for gs://)."""
+    local = str(exported[0] / "saved_model")
+    remote = "ram://exports/saved_model"
+    for directory, _, files in tf.io.gfile.walk(local):
+        into = remote + directory[len(local):]
+        tf.io.gfile.makedirs(into)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(directory, name), f"{into}/{name}", overwrite=True)
+    assert generate_cli.main(["--saved-model", remote, "--prompt", PROMPTS[1],
+                              "--max-new-tokens", str(MAX_NEW), "--temperature", "0"]) == 0, \
+        capsys.readouterr().err
+    assert capsys.readouterr().out == PROMPTS[1] + expected["greedy"][1] + "\n"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--run", "RUN", "--temperature", "-1"], "`temperature` must be"),
     (["--run", "RUN", "--top-p", "2"], "`top_p` must be"),

@@ -114,10 +114,13 @@ def _exported_template(loaded):
     """The prompt template an instruction-tuned export applies, or None."""
     import json
 
+    import tensorflow as tf
+
     asset = getattr(loaded, "model_config", None)
     if asset is None:
         return None
-    with open(asset.asset_path.numpy().decode("utf-8"), encoding="utf-8") as f:
+    # Next to the SavedModel, which may be on any tf.io.gfile filesystem (gs://).
+    with tf.io.gfile.GFile(asset.asset_path.numpy().decode("utf-8"), "r") as f:
         return json.load(f).get("prompt_template")
 
 

@@ -12,6 +12,7 @@ rules are the same for all of them, so they live here once:
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -53,14 +54,19 @@ def write_saved_model(module: tf.Module, out_dir, signatures: dict, assets: dict
 def load_saved_model(path, function: str = "generate"):
     """`tf.saved_model.load` with clear errors for a directory that is not an llm_tf export
     offering `function` ("generate" for a language model's export)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"SavedModel directory {str(path)!r} does not exist.")
-    if not (path / "saved_model.pb").is_file():
-        raise ValueError(f"{str(path)!r} is not a SavedModel directory (no saved_model.pb); "
+    # A string, checked through tf.io.gfile: `Path` would turn "gs://b/x" into "gs:/b/x".
+    path = os.fspath(path)
+    if not tf.io.gfile.isdir(path):
+        raise FileNotFoundError(f"SavedModel directory {path!r} does not exist.")
+    if not tf.saved_model.contains_saved_model(path):
+        raise ValueError(f"{path!r} is not a SavedModel directory (no saved_model.pb); "
                          "write one with `llm-tf export RUN_DIR OUT_DIR`.")
-    loaded = tf.saved_model.load(str(path))
+    # Registers the TF-Text ops (SentencePiece, WordPiece, GPT-2's regex) that the tokenizer
+    # of an export may use: loading a graph with an unregistered op fails. A process that
+    # trained first has them already; `llm-tf generate --saved-model` in a new one does not.
+    import tensorflow_text  # noqa: F401
+    loaded = tf.saved_model.load(path)
     if not hasattr(loaded, function):
-        raise ValueError(f"The SavedModel in {str(path)!r} has no `{function}` function: it was "
+        raise ValueError(f"The SavedModel in {path!r} has no `{function}` function: it was "
                          f"not written by `llm-tf export` for this kind of run.")
     return loaded

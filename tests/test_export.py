@@ -240,6 +240,10 @@ def test_export_errors(exported, tmp_path, capsys):
     run_dir, model, _ = exported
     assert export_cli.main([str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # Not written to a local folder "ram:/exports/x" (a remote path folded by pathlib).
+    assert export_cli.main([str(run_dir), "ram://exports/x"]) == 2
+    assert "must be a local path, not 'ram://exports/x'" in capsys.readouterr().err
+    assert not os.path.exists("ram:")
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep me")
     with pytest.raises(ValueError, match="exists and is not a SavedModel"):

@@ -26,6 +26,12 @@ CONFIG_ASSET = "model_config.json"
 
 def check_out_dir(out_dir) -> Path:
     """`out_dir` as a `Path`, or a `ValueError` if it exists and is not a SavedModel."""
+    if "://" in os.fspath(out_dir):
+        # `Path` would fold "gs://b/x" into the local folder "gs:/b/x" and the export would
+        # land there without a word: it is staged and moved with local file functions.
+        raise ValueError(f"The export directory must be a local path, not "
+                         f"{os.fspath(out_dir)!r}: export to a local directory and copy it "
+                         "(e.g. `gsutil -m cp -r DIR gs://...`).")
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (
             any(out_dir.iterdir()) and not (out_dir / "saved_model.pb").is_file())):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 from llm_tf.commands.common import (
@@ -197,12 +196,9 @@ def _main(argv) -> int:
     from llm_tf.training.loop import TrainingDiverged
     strategy = get_strategy(args.strategy, tpu=args.tpu)
     tokenizer = None
-    if args.tokenizer_from:
-        from llm_tf.data.prepared import copy_tree, join_path
-        from llm_tf.tokenizers import load_tokenizer
-        with tempfile.TemporaryDirectory() as local:  # the directory may be remote (gs://)
-            copy_tree(join_path(args.tokenizer_from, "tokenizer"), local)
-            tokenizer = load_tokenizer(local)
+    if args.tokenizer_from:  # a run's or a prepared directory's, perhaps remote (gs://)
+        from llm_tf.data.prepared import join_path, read_tokenizer
+        tokenizer = read_tokenizer(join_path(args.tokenizer_from, "tokenizer"))
     try:
         run = _train(task, configs, run_dir, args, strategy, tokenizer)
     except TrainingDiverged as error:

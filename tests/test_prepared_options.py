@@ -86,3 +86,17 @@ def test_a_remote_run_directory_is_refused_not_written_locally(tmp_path, capsys,
     _one_line_error(capsys, ["train", "--run-dir", "gs://bucket/run", *TINY_CLI],
                     "must be a local path")
     assert os.listdir(tmp_path) == []
+
+
+def test_the_library_refuses_evaluation_text_beside_a_prepared_directory(corpus, tmp_path):
+    # The command line refuses it before a run directory exists (above); `train()` itself,
+    # which remote (gs://) prepared directories reach, refuses it too instead of ignoring it.
+    from training_util import tiny_configs
+
+    from llm_tf.data import DataError
+    from llm_tf.training import train
+
+    model, data, train_config = tiny_configs()
+    data = data.replace(source=corpus["prepared"], eval_source=corpus["text"])
+    with pytest.raises(DataError, match="brings its validation shards"):
+        train(model, data, train_config, str(tmp_path / "run"))

@@ -71,6 +71,20 @@ def is_filesystem_error(error: BaseException) -> bool:
 _RESOURCE_LOOKUPS = ("Resource localhost/", "Container localhost", "from Container: localhost")
 
 
+def check_tokenizer_from(directory: str) -> None:
+    """A `UsageError` unless the run or prepared `directory` (`--tokenizer-from`) holds a
+    saved tokenizer (`tokenizer/tokenizer.json`). A local path is checked without TensorFlow;
+    a remote one (`gs://...`) only through `tf.io.gfile`, so TensorFlow is loaded for it."""
+    if "://" in directory:
+        path = directory.rstrip("/") + "/tokenizer/tokenizer.json"
+        exists = import_tensorflow().io.gfile.exists
+    else:
+        path, exists = os.path.join(directory, "tokenizer", "tokenizer.json"), os.path.isfile
+    if not exists(path):
+        raise UsageError(f"--tokenizer-from {directory!r} holds no tokenizer/ "
+                         "(give a run directory or a prepared directory).")
+
+
 # What TensorFlow 2.21's shared libraries print while they load (twice: two libraries). It is
 # written before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not hide it.
 LOAD_TIME_NOTICES = ("All log messages before absl::InitializeLog() is called",

@@ -89,6 +89,7 @@ def _evaluate_language_model(run_dir, config, args) -> dict:
     data = config.data
     context = data.context_length if data else config.model.max_length
     batch_size = args.batch_size or (data.batch_size if data else 8)
+    # The data is checked before the model loads: bad input fails in seconds.
     if is_prepared(args.data):  # its validation shards, already tokenized
         prepared = PreparedCorpus(args.data)
         run = load(run_dir)

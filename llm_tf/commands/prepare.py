@@ -20,6 +20,7 @@ import time
 from llm_tf.commands.common import (
     OneLineParser,
     UsageError,
+    check_tokenizer_from,
     import_tensorflow,
     quiet_tensorflow,
     run_main,
@@ -58,10 +59,9 @@ def _main(argv) -> int:
                          f"{args.shards} --workers {args.workers}")
     if not 0 < args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be in (0, 1). Received: {args.val_fraction}")
-    remote_tokenizer = args.tokenizer_from and "://" in args.tokenizer_from
-    if args.tokenizer_from and not remote_tokenizer:  # a remote one is checked by TensorFlow
-        _check_tokenizer_from(args.tokenizer_from, os.path.isfile)
-    tf = import_tensorflow()
+    if args.tokenizer_from:
+        check_tokenizer_from(args.tokenizer_from)
+    import_tensorflow()
     from llm_tf.data import load_corpus
     from llm_tf.data.prepared import TOKENIZER_DIR, join_path, read_tokenizer
     from llm_tf.data.shard_writer import check_out_dir, prepare, remove_partial
@@ -69,8 +69,6 @@ def _main(argv) -> int:
 
     # Before the corpus is read or a tokenizer learned (minutes for WordPiece on a big one).
     check_out_dir(args.out)
-    if remote_tokenizer:
-        _check_tokenizer_from(args.tokenizer_from, tf.io.gfile.exists)
     corpus = load_corpus(args.data)
     started = time.perf_counter()
     if args.tokenizer_from:
@@ -106,16 +104,6 @@ def _main(argv) -> int:
           f"{len(manifest.val)}, {manifest.dtype}; {seconds:.1f} s{speed}; peak memory "
           f"{peak_mb:.0f} MB")
     return 0
-
-
-def _check_tokenizer_from(directory: str, exists) -> None:
-    """A `UsageError` unless `exists` (a local or a `tf.io.gfile` check) finds the saved
-    tokenizer of the run or prepared `directory` (no llm_tf module that loads TensorFlow)."""
-    path = directory.rstrip("/") + "/tokenizer/tokenizer.json" if "://" in directory else \
-        os.path.join(directory, "tokenizer", "tokenizer.json")
-    if not exists(path):
-        raise UsageError(f"--tokenizer-from {directory!r} holds no tokenizer/ "
-                         "(give a run directory or a prepared directory).")
 
 
 def main(argv=None) -> int:

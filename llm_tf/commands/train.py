@@ -29,6 +29,7 @@ import time
 from llm_tf.commands.common import (
     OneLineParser,
     UsageError,
+    check_tokenizer_from,
     import_tensorflow,
     quiet_tensorflow,
     run_main,
@@ -131,7 +132,8 @@ def resolve(args, overrides: dict[str, str], saved=None, task: str = "lm") -> di
 # silently ignored (the shards are already tokenized and split), so it is refused.
 PREPARED_FIELDS = {"tokenizer": "--tokenizer", "vocab_size": "--vocab_size",
                    "val_fraction": "--val_fraction", "eval_source": "--eval-data"}
-# `prepared.MANIFEST_FILE`, named here so that the check runs before TensorFlow loads.
+# `llm_tf.data.corpus.MANIFEST_FILE`, named again here: importing it would load TensorFlow,
+# and this check runs before.
 PREPARED_MANIFEST = "manifest.json"
 
 
@@ -163,10 +165,8 @@ def _main(argv) -> int:
         raise UsageError("--resume needs --run-dir (the run to continue).")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; pick one.")
-    if args.tokenizer_from and "://" not in args.tokenizer_from and not os.path.isfile(
-            os.path.join(args.tokenizer_from, "tokenizer", "tokenizer.json")):
-        raise UsageError(f"--tokenizer-from {args.tokenizer_from!r} holds no tokenizer/ "
-                         "(give a run directory or a prepared directory).")
+    if args.tokenizer_from:
+        check_tokenizer_from(args.tokenizer_from)
     if args.tokenizer_from and args.resume:
         raise UsageError("--resume keeps the run's own tokenizer; drop --tokenizer-from.")
     # The run directory, checked once, before TensorFlow starts: bad input fails fast. Only

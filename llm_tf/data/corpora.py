@@ -34,7 +34,13 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from llm_tf.data.corpus import BUILTIN, Corpus, DataError, DataFileNotFoundError
+from llm_tf.data.corpus import (
+    BUILTIN,
+    MANIFEST_FILE,
+    Corpus,
+    DataError,
+    DataFileNotFoundError,
+)
 from llm_tf.data.tfds_source import load_tfds
 
 TFDS_PREFIX = "tfds:"
@@ -163,7 +169,7 @@ def resolve_files(source: str) -> list[str]:
             f"directory or a glob of them, {BUILTIN!r}, or 'tfds:NAME[:SPLIT]'.")
     for file in files:  # a prepared directory's binary shards would read as garbled text
         parent = os.path.dirname(file)
-        if file.endswith(".bin") and os.path.isfile(os.path.join(parent, "manifest.json")):
+        if file.endswith(".bin") and os.path.isfile(os.path.join(parent, MANIFEST_FILE)):
             raise DataError(
                 f"`source`={source!r} reads the prepared directory {parent!r} (made by `llm-tf "
                 "prepare`): its shards are token ids, not text. Pass that directory itself to "

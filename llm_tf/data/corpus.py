@@ -12,6 +12,9 @@ import tensorflow as tf
 
 # The name of the built-in corpus (CPython's bundled documentation).
 BUILTIN = "builtin"
+# What marks a directory made by `llm-tf prepare` (`llm_tf.data.prepared`), here so that the
+# text readers can refuse one without importing it.
+MANIFEST_FILE = "manifest.json"
 
 
 class DataError(ValueError):

@@ -52,11 +52,10 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from llm_tf.data.corpus import DataError
+from llm_tf.data.corpus import MANIFEST_FILE, DataError
 from llm_tf.data.lm import LMData, stride_windows, whole_split_batches
 from llm_tf.tokenizers.base import CONFIG_FILE as TOKENIZER_CONFIG_FILE
 
-MANIFEST_FILE = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
 RUN_CONFIG = "config.json"  # what a run directory (`llm_tf.rundir.RunDir`) always holds
 FORMAT = "llm_tf.prepared"
